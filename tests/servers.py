@@ -1,0 +1,151 @@
+"""Real servers on loopback for tests: a webhook receiver and an SMTP sink."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    path: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class WebhookReceiver:
+    """Accepts Apprise ``json://`` posts; can be told to fail, and counts every request."""
+
+    received: list[Received] = field(default_factory=list)
+    requests: int = 0
+    status: int = 200
+    delay: float = 0.0
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.requests += 1
+                    status = receiver.status
+                    if status < 300:
+                        receiver.received.append(Received(self.path, json.loads(body or b"{}")))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def url(self, path: str = "hook") -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def titles(self) -> list[str]:
+        with self._lock:
+            return [r.payload.get("title", "") for r in self.received]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.fail = False
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.fail:
+            return "451 try again later"
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self._handler = _Sink()
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=free_port())
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    def url(self, to: str = "alice@example.com") -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=watcher@example.com&to={to}&mode=insecure"
+
+    @property
+    def fail(self) -> bool:
+        return self._handler.fail
+
+    @fail.setter
+    def fail(self, value: bool) -> None:
+        self._handler.fail = value
+
+    def subjects(self) -> list[str]:
+        with self._handler.lock:
+            return [str(m["Subject"]) for m in self._handler.messages]
+
+    def bodies(self) -> list[str]:
+        with self._handler.lock:
+            out = []
+            for m in self._handler.messages:
+                part = m.get_body(preferencelist=("plain", "html"))
+                out.append(part.get_content() if part else "")
+            return out
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
+    """Poll a condition that another process or thread will make true (real I/O, not time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

@@ -1,0 +1,252 @@
+"""The config file: what loads, and the one-line error for each kind of mistake."""
+
+from __future__ import annotations
+
+import string
+from datetime import date, time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from watcher.config import load_config, parse_config
+from watcher.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """
+timezone: Asia/Almaty
+remind_at: "10:00"
+channels:
+  console: "console://"
+  hook: ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
+users:
+  - name: alice
+    language: ru
+    notify: [console, hook]
+    quiet_hours: "22:00-08:00"
+    sims:
+      - id: alice-kcell
+        operator: Kcell
+        number: "+7 701 123 45 67"
+        expires: 2026-12-01
+        renew_every: 1m
+  - name: bob
+    notify: [console]
+    sims:
+      - id: bob-tele2
+        operator: tele2
+        number: "+77071234567"
+"""
+
+
+def issues(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml", env or {})
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_example_config_is_valid() -> None:
+    loaded = load_config(ROOT / "config" / "example.yaml", {})
+    assert loaded.config.users
+    assert loaded.config.channels["console"] == ["console://"]
+
+
+def test_starter_config_is_valid() -> None:
+    assert load_config(ROOT / "watcher" / "starter.yaml", {}).config.users
+
+
+def test_a_good_config_is_read_with_defaults() -> None:
+    config = parse_config(GOOD, "cfg.yaml", {})
+    alice, bob = config.users
+    sim = alice.sims[0]
+    assert sim.operator == "kcell"
+    assert sim.number == "+77011234567"
+    assert sim.expires == date(2026, 12, 1)
+    assert [str(x) for x in sim.remind_before] == ["7d", "3d", "1d", "0d"]
+    assert [str(x) for x in sim.remind_after] == ["1d", "3d", "7d"]
+    assert str(alice.quiet_hours) == "22:00-08:00"
+    assert config.user_timezone(bob).key == "Asia/Almaty"
+    assert bob.language == "en"
+    assert config.channels["hook"] == ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
+
+
+def test_unquoted_time_of_day_is_understood() -> None:
+    # YAML 1.1 reads 10:30 as the base-60 number 630.
+    config = parse_config(GOOD.replace('remind_at: "10:00"', "remind_at: 10:30"), "c", {})
+    assert config.remind_at == time(10, 30)
+
+
+def test_environment_variables_are_substituted() -> None:
+    text = GOOD.replace('"console://"', '"${CHANNEL_URL}"')
+    config = parse_config(text, "cfg.yaml", {"CHANNEL_URL": "json://127.0.0.1:9/x"})
+    assert config.channels["console"] == ["json://127.0.0.1:9/x"]
+
+
+def test_environment_default_is_used_when_unset() -> None:
+    text = GOOD.replace('"console://"', '"${CHANNEL_URL:-console://}"')
+    assert parse_config(text, "cfg.yaml", {}).channels["console"] == ["console://"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("expires: 2026-12-01", "expires: 2026-13-01",
+         "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got '2026-13-01'"),
+        ("expires: 2026-12-01", "expires: 20261201",
+         "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got 20261201"),
+        ("renew_every: 1m", "renew_every: 1y",
+         "cfg.yaml: users[0].sims[0].renew_every: '1y' is not a duration"),
+        ("renew_every: 1m", "renew_every: 0d",
+         "cfg.yaml: users[0].sims[0].renew_every: must be longer than 0 days"),
+        ("timezone: Asia/Almaty", "timezone: Asia/Almatyy",
+         "cfg.yaml: timezone: unknown time zone 'Asia/Almatyy'"),
+        ("timezone: Asia/Almaty", "timezone: '+05:00'",
+         "cfg.yaml: timezone: expected an IANA time zone name"),
+        ("notify: [console, hook]", "notify: [console, mail]",
+         "cfg.yaml: users[0].notify[1]: unknown channel 'mail' (defined: console, hook)"),
+        ("id: bob-tele2", "id: alice-kcell",
+         "cfg.yaml: users[1].sims[0].id: SIM id 'alice-kcell' is already used at users[0].sims[0]"),
+        ("    language: ru", "    language: de",
+         "cfg.yaml: users[0].language: unsupported language 'de'"),
+        ('quiet_hours: "22:00-08:00"', 'quiet_hours: "22:00"',
+         "cfg.yaml: users[0].quiet_hours: expected quiet hours as \"HH:MM-HH:MM\""),
+        ('remind_at: "10:00"', 'remind_at: "25:00"',
+         "cfg.yaml: remind_at: expected a time of day as HH:MM"),
+        ("expires: 2026-12-01", "expirs: 2026-12-01",
+         "cfg.yaml: users[0].sims[0].expirs: unknown setting (check the spelling)"),
+        ('number: "+77071234567"', 'number: "call me"',
+         "cfg.yaml: users[1].sims[0].number: expected a phone number"),
+        ("operator: tele2", "operator: ''", "cfg.yaml: users[1].sims[0].operator: operator cannot"),
+        ('hook: ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]', 'hook: "nosuch://x"',
+         "cfg.yaml: channels: channel 'hook': nosuch://*** is not a notification URL"),
+        ('console: "console://"', 'console: "${MISSING_VAR}"',
+         "cfg.yaml: channels.console: environment variable MISSING_VAR is not set"),
+        ("    sims:\n      - id: bob-tele2", "    sim:\n      - id: bob-tele2",
+         "cfg.yaml: users[1].sim: unknown setting (check the spelling)"),
+    ],
+)
+def test_each_mistake_gets_one_line_with_file_path_and_problem(
+    old: str, new: str, expected: str | None
+) -> None:
+    assert old in GOOD
+    found = issues(GOOD.replace(old, new, 1))
+    assert any(line.startswith(expected) for line in found), found
+    assert all("\n" not in line for line in found)
+
+
+def test_every_issue_is_reported_not_just_the_first() -> None:
+    text = GOOD.replace("expires: 2026-12-01", "expires: soon").replace(
+        "timezone: Asia/Almaty", "timezone: Mars/Base"
+    )
+    found = issues(text)
+    assert len(found) == 2
+    assert any("users[0].sims[0].expires" in line for line in found)
+    assert any(line.startswith("cfg.yaml: timezone") for line in found)
+
+
+def test_secrets_never_appear_in_errors() -> None:
+    text = GOOD.replace('"console://"', '"mailtos://me:hunter2secret@smtp.example.com?to=x@y.z"')
+    text = text.replace("    language: ru", "    language: xx")
+    found = issues(text)
+    assert found and not any("hunter2secret" in line for line in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("users: [", "cfg.yaml: line 2, column 1: invalid YAML"),
+        ("- a\n- b", "cfg.yaml: expected a mapping of settings at the top"),
+        ("users: 5", "cfg.yaml: users: Input should be a valid list"),
+        ("\t: bad", "cfg.yaml: line 1"),
+    ],
+)
+def test_broken_yaml_is_a_clean_error(text: str, expected: str) -> None:
+    found = issues(text)
+    assert found[0].startswith(expected), found
+
+
+def test_missing_file_is_a_clean_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml", {})
+
+
+def test_empty_file_is_a_valid_config_with_nothing_to_do() -> None:
+    assert parse_config("", "cfg.yaml", {}).users == []
+
+
+# --- fuzzing: any input is a clean error or a valid config, never a traceback -------
+
+_base = yaml.safe_load(GOOD)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True),
+    st.text(max_size=30), st.sampled_from(["7d", "1m", "2026-02-30", "${X}", "25:61", "+7", ""]),
+    st.dates(),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out += _paths(value, (*prefix, index))
+    return out
+
+
+_all_paths = [p for p in _paths(_base) if p]
+
+
+def _mutate(path: tuple[object, ...], value: object) -> object:
+    import copy
+
+    doc = copy.deepcopy(_base)
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+def _load_cleanly(text: str) -> None:
+    try:
+        parse_config(text, "fuzz.yaml", {"X": "1"})
+    except ConfigError as exc:
+        assert exc.issues
+        for issue in exc.issues:
+            assert str(issue).startswith("fuzz.yaml")
+            assert "\n" not in str(issue)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_all_paths), _values)
+def test_fuzz_mutated_fields_give_a_clean_error_or_a_valid_config(
+    path: tuple[object, ...], value: object
+) -> None:
+    _load_cleanly(yaml.safe_dump(_mutate(path, value), allow_unicode=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.printable + "ёж€\x00", max_size=200))
+def test_fuzz_arbitrary_text_gives_a_clean_error_or_a_valid_config(text: str) -> None:
+    _load_cleanly(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_arbitrary_bytes_give_a_clean_error_or_a_valid_config(data: bytes) -> None:
+    try:
+        parse_config(data, "fuzz.yaml", {})
+    except ConfigError as exc:
+        assert all("\n" not in str(issue) for issue in exc.issues)

@@ -1,0 +1,125 @@
+"""The one place that builds the object graph: config, catalogue, database, channels, clock."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from watcher.catalogue import Catalogue, load_catalogue
+from watcher.clock import Clock, SystemClock
+from watcher.config import LoadedConfig, load_config
+from watcher.db.engine import Database, open_database, resolve_database_url
+from watcher.db.models import Heartbeat
+from watcher.delivery import Channels, Deliverer, DeliveryReport, report_to_admin
+from watcher.errors import ConfigError
+from watcher.messages import Message
+from watcher.planner import plan_due
+from watcher.sync import SyncReport, sync_config
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """A loaded config wired to its database and channels."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        env: Mapping[str, str] | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.env = os.environ if env is None else env
+        self.clock = clock or SystemClock()
+        self.loaded = loaded
+        self.catalogue: Catalogue = load_catalogue(loaded.config.operators)
+        url = resolve_database_url(loaded.config.database, loaded.path.parent, self.env)
+        self.database: Database = open_database(url)
+        self.stopping = threading.Event()
+        self.channels = Channels(loaded.config.channels)
+        self.deliverer = Deliverer(
+            self.database,
+            self.channels,
+            self.catalogue,
+            self.clock,
+            admin=loaded.config.admin,
+            concurrency=concurrency,
+            stopping=self.stopping,
+        )
+        self._bad_config_mtime: int | None = None
+
+    @classmethod
+    def from_path(cls, path: Path | str, **kwargs: object) -> App:
+        env = kwargs.get("env")
+        loaded = load_config(path, env if isinstance(env, Mapping) else None)
+        return cls(loaded, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def config(self):  # type: ignore[no-untyped-def]
+        return self.loaded.config
+
+    def admin_targets(self) -> list[str]:
+        return [t for name in self.loaded.config.admin for t in self.channels.targets(name)]
+
+    def sync(self) -> SyncReport:
+        with self.database.session() as session:
+            return sync_config(session, self.loaded.config, self.catalogue, self.clock.now())
+
+    def plan(self) -> int:
+        now = self.clock.now()
+        with self.database.session() as session:
+            written = plan_due(session, now)
+            insert = pg_insert if not self.database.is_sqlite else sqlite_insert
+            session.execute(
+                insert(Heartbeat)
+                .values(name="planner", at=now)
+                .on_conflict_do_update(index_elements=["name"], set_={"at": now})
+            )
+            return written
+
+    def deliver(self) -> DeliveryReport:
+        return self.deliverer.deliver_due()
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the config file if it changed on disk; keep the old one if the new is bad."""
+        path = self.loaded.path
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if mtime in (self.loaded.mtime_ns, self._bad_config_mtime):
+            return False
+        try:
+            loaded = load_config(path, self.env)
+        except ConfigError as exc:
+            self._bad_config_mtime = mtime
+            log.error("config %s changed but is invalid; keeping the previous one:\n%s", path, exc)
+            report_to_admin(
+                self.database,
+                self.admin_targets(),
+                f"config-invalid:{mtime}",
+                Message("SIM Watcher: config file is invalid", f"Kept the previous config.\n{exc}"),
+                self.clock.now(),
+            )
+            return False
+        self.loaded = loaded
+        self.catalogue = load_catalogue(loaded.config.operators)
+        self.channels = Channels(loaded.config.channels)
+        self.deliverer.channels = self.channels
+        self.deliverer.catalogue = self.catalogue
+        self.deliverer.admin_targets = self.admin_targets()
+        self.sync()
+        log.info("config reloaded from %s", path)
+        return True
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.deliverer.close()
+        self.database.close()

@@ -1,0 +1,423 @@
+"""The ``watcher`` command. Turns WatcherError into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from watcher import __version__
+from watcher.app import App
+from watcher.config import load_config
+from watcher.db.models import Event, Heartbeat, OutboxRow, SimRow, UserChannel, UserRow
+from watcher.delivery import cancel_pending, send_test
+from watcher.durations import Duration
+from watcher.errors import ConfigError, UsageError, WatcherError
+from watcher.masking import mask_phone, mask_url
+from watcher.messages import render_test
+from watcher.outbox import NewMessage, enqueue
+from watcher.schedule import balance_target, idle_deadline, renewed_expiry
+from watcher.sync import reschedule, sim_dates
+
+log = logging.getLogger("watcher")
+
+STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        code: int = args.handler(args)
+        return code
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return exc.exit_code
+    except WatcherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _configure_logging(verbose: int) -> None:
+    level_name = os.environ.get("WATCHER_LOG_LEVEL", "").upper()
+    level = logging.DEBUG if verbose else getattr(logging, level_name, logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level > logging.DEBUG:
+        # APScheduler logs every job run at INFO; that is noise for a daemon that runs
+        # its jobs every few seconds.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watcher", description="Reminders and promotion alerts for prepaid SIM cards."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=None,
+            help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", _run, "run the daemon")
+    run.add_argument(
+        "--once", action="store_true", help="plan and deliver everything due, then exit"
+    )
+    command("check", _check, "validate the config file and show what it sets up")
+    status = command("status", _status, "show every SIM's dates and last message")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    renew = command("renew", _renew, "record a renewal (and a paid activity) today")
+    renew.add_argument("sim_id", metavar="SIM_ID")
+    period = renew.add_mutually_exclusive_group()
+    period.add_argument("--until", type=_date_arg, metavar="DATE", help="new expiry date")
+    period.add_argument(
+        "--for",
+        dest="period",
+        type=_duration_arg,
+        metavar="PERIOD",
+        help="period to add, e.g. 30d, 4w, 1m",
+    )
+    balance = command("balance", _balance, "record a balance check")
+    balance.add_argument("sim_id", metavar="SIM_ID")
+    balance.add_argument("amount", type=_amount_arg, metavar="AMOUNT")
+    test = command("notify-test", _notify_test, "send a test message to each channel")
+    test.add_argument("channel", nargs="?", metavar="CHANNEL")
+    init = command("init", _init, "write a starter config file")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    db = command("db", _db, "database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    health = command("health", _health, "exit 0 if the daemon planned recently")
+    health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
+    return parser
+
+
+def _date_arg(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _duration_arg(text: str) -> Duration:
+    try:
+        return Duration.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _amount_arg(text: str) -> Decimal:
+    compact = re.sub(r"[\s\u00a0₸]|(?i:kzt|tg)", "", text).replace(",", ".")
+    try:
+        amount = Decimal(compact)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an amount such as 1500 or 1500.50"
+        ) from None
+    if not amount.is_finite() or abs(amount) >= Decimal("1e12"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable amount")
+    return amount.quantize(Decimal("0.01"))
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    return Path(os.environ.get("WATCHER_CONFIG") or "watcher.yaml")
+
+
+def _app(args: argparse.Namespace) -> App:
+    return App.from_path(_config_path(args))
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from watcher.daemon import run_daemon, run_once
+
+    app = _app(args)
+    if args.once:
+        try:
+            return run_once(app)
+        finally:
+            app.close()
+    return run_daemon(app)
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    config = load_config(path).config
+    sims = config.sims()
+    print(
+        f"{path}: OK — {len(config.users)} users, {len(sims)} SIMs, {len(config.channels)} channels"
+    )
+    for name, urls in config.channels.items():
+        for url in urls:
+            print(f"  channel {name}: {mask_url(url)}")
+    if config.admin:
+        print(f"  admin: {', '.join(config.admin)}")
+    for user in config.users:
+        for sim in user.sims:
+            print(f"  {user.name}: {sim.id} ({sim.operator}, {mask_phone(sim.number)})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    app = _app(args)
+    try:
+        app.sync()
+        rows = _status_rows(app)
+    finally:
+        app.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="SIM Watcher")
+    for column in (
+        "user",
+        "SIM",
+        "operator",
+        "expires",
+        "days left",
+        "next balance check",
+        "idle deadline",
+        "last message",
+    ):
+        table.add_column(column)
+    for row in rows:
+        last = row["last_message"]
+        table.add_row(
+            row["user"],
+            f"{row['sim']} {row['number']}",
+            row["operator"],
+            row["expires"] or "—",
+            "—" if row["days_left"] is None else str(row["days_left"]),
+            row["next_balance_check"] or "—",
+            row["idle_deadline"] or "—",
+            f"{last['kind']} {last['status']} {last['at']}" if last else "—",
+        )
+    Console().print(table)
+    return 0
+
+
+def _status_rows(app: App) -> list[dict[str, Any]]:
+    now = app.clock.now()
+    rows: list[dict[str, Any]] = []
+    with app.database.session() as session:
+        users = {user.name: user for user in session.scalars(select(UserRow))}
+        sims = session.scalars(
+            select(SimRow).where(SimRow.active).order_by(SimRow.user_name, SimRow.id)
+        )
+        for sim in sims:
+            user = users[sim.user_name]
+            zone = ZoneInfo(user.timezone)
+            today = now.astimezone(zone).date()
+            dates = sim_dates(sim, user)
+            last = session.execute(
+                select(OutboxRow.kind, OutboxRow.status, OutboxRow.sent_at, OutboxRow.created_at)
+                .where(OutboxRow.sim_id == sim.id)
+                .order_by(OutboxRow.id.desc())
+                .limit(1)
+            ).first()
+            idle = idle_deadline(dates)
+            rows.append(
+                {
+                    "user": sim.user_name,
+                    "sim": sim.id,
+                    "number": mask_phone(sim.number),
+                    "operator": app.catalogue.get(sim.operator).name,
+                    "expires": sim.expires.isoformat() if sim.expires else None,
+                    "days_left": (sim.expires - today).days if sim.expires else None,
+                    "next_balance_check": (
+                        balance_target(dates).isoformat() if dates.balance_check_every else None
+                    ),
+                    "balance": str(sim.balance) if sim.balance is not None else None,
+                    "idle_deadline": idle.isoformat() if idle else None,
+                    "last_message": None
+                    if last is None
+                    else {
+                        "kind": last.kind,
+                        "status": last.status,
+                        "at": _local(last.sent_at or last.created_at, zone),
+                    },
+                }
+            )
+    return rows
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> str:
+    return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _find_sim(app: App, session: Any, sim_id: str) -> tuple[SimRow, UserRow]:
+    sim = session.get(SimRow, sim_id)
+    if sim is None or not sim.active:
+        known = session.scalars(select(SimRow.id).where(SimRow.active).order_by(SimRow.id)).all()
+        raise UsageError(
+            f"no SIM {sim_id!r} in {app.loaded.path}"
+            + (f" (known: {', '.join(known)})" if known else " (it defines no SIMs)")
+        )
+    return sim, session.get(UserRow, sim.user_name)
+
+
+def _renew(args: argparse.Namespace) -> int:
+    app = _app(args)
+    try:
+        app.sync()
+        now = app.clock.now()
+        with app.database.session() as session:
+            sim, user = _find_sim(app, session, args.sim_id)
+            today = now.astimezone(ZoneInfo(user.timezone)).date()
+            period = args.period or (Duration.parse(sim.renew_every) if sim.renew_every else None)
+            if args.until is None and period is None:
+                raise UsageError(
+                    f"{sim.id} has no renew_every in {app.loaded.path}: "
+                    "pass --for PERIOD (e.g. --for 30d) or --until DATE"
+                )
+            old = sim.expires
+            new = renewed_expiry(old, today, until=args.until, period=period)
+            if new < today:
+                raise UsageError(f"--until {new} is in the past (today is {today})")
+            sim.expires = new
+            sim.last_paid_activity = today
+            session.add(
+                Event(sim_id=sim.id, at=now, kind="renew", detail=f"expires {old} -> {new}")
+            )
+            cancel_pending(session, sim.id, ("expiry", "idle"), "renewed")
+            reschedule(session, sim, user)
+        print(f"{args.sim_id}: renewed until {new} ({(new - today).days} days from today)")
+        return 0
+    finally:
+        app.close()
+
+
+def _balance(args: argparse.Namespace) -> int:
+    app = _app(args)
+    try:
+        app.sync()
+        now = app.clock.now()
+        with app.database.session() as session:
+            sim, user = _find_sim(app, session, args.sim_id)
+            today = now.astimezone(ZoneInfo(user.timezone)).date()
+            sim.balance = args.amount
+            sim.last_balance_check = today
+            session.add(Event(sim_id=sim.id, at=now, kind="balance", detail=str(args.amount)))
+            cancel_pending(session, sim.id, ("balance",), "balance checked")
+            reschedule(session, sim, user)
+            low = sim.low_balance is not None and args.amount < sim.low_balance
+            if low:
+                targets = session.scalars(
+                    select(UserChannel.channel).where(UserChannel.user_name == user.name)
+                ).all()
+                enqueue(
+                    session,
+                    [
+                        NewMessage(
+                            f"{sim.id}:low_balance:{today}:{args.amount}",
+                            target,
+                            "low_balance",
+                            user_name=user.name,
+                            sim_id=sim.id,
+                            target=sim.expires or today,
+                        )
+                        for target in targets
+                    ],
+                    now,
+                )
+        print(f"{args.sim_id}: balance {args.amount} recorded on {today}")
+        if low:
+            print(
+                f"warning: below your low_balance threshold {sim.low_balance}; an alert is queued"
+            )
+        return 0
+    finally:
+        app.close()
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    loaded = load_config(_config_path(args))
+    from watcher.delivery import Channels
+
+    channels = Channels(loaded.config.channels)
+    names = [args.channel] if args.channel else list(loaded.config.channels)
+    if args.channel and args.channel not in loaded.config.channels:
+        known = ", ".join(loaded.config.channels) or "none"
+        raise UsageError(f"no channel {args.channel!r} in {loaded.path} (defined: {known})")
+    language = loaded.config.users[0].language if loaded.config.users else "en"
+    targets = [t for name in names for t in channels.targets(name)]
+    results = send_test(channels, targets, lambda target: render_test(language, target))
+    failed = 0
+    for target, result in results.items():
+        if result.ok:
+            print(f"ok      {target}  {channels.masked(target)}")
+        else:
+            failed += 1
+            print(f"FAILED  {target}  {channels.masked(target)}: {result.error}")
+    return 1 if failed else 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    print(f"wrote {path}; edit it, then run: watcher check -c {path}")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    app = _app(args)  # opening the app applies the migrations
+    try:
+        print(f"database {app.database.display_url} is up to date")
+    finally:
+        app.close()
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    app = _app(args)
+    try:
+        with app.database.session() as session:
+            beat = session.get(Heartbeat, "planner")
+        if beat is None:
+            print("unhealthy: the daemon has not planned yet")
+            return 1
+        age = app.clock.now() - beat.at
+        if age > timedelta(seconds=args.max_age):
+            print(f"unhealthy: last planning pass {int(age.total_seconds())} s ago")
+            return 1
+        print(f"healthy: last planning pass {int(age.total_seconds())} s ago")
+        return 0
+    finally:
+        app.close()

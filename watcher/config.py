@@ -1,0 +1,455 @@
+"""The config file users write: loading, ``${VAR}`` substitution and validation.
+
+Every problem is reported as a :class:`~watcher.errors.ConfigIssue` naming the file,
+the path inside it (``users[0].sims[1].expires``) and what is wrong; all of them are
+collected before :class:`~watcher.errors.ConfigError` is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from watcher.catalogue import OperatorEntry
+from watcher.durations import Duration
+from watcher.errors import ConfigError, ConfigIssue
+from watcher.masking import mask_url
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The C loader where PyYAML has it (several times faster on large files).
+
+    Dates are left as text for the validators: PyYAML's own date constructor raises a
+    bare ValueError on 2026-13-01 that would lose the field's path.
+    """
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
+
+DEFAULT_REMIND_BEFORE = ("7d", "3d", "1d", "0d")
+DEFAULT_REMIND_AFTER = ("1d", "3d", "7d")
+CONSOLE_URL = "console://"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_SIM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# --- field types -------------------------------------------------------------------
+
+
+def _parse_duration(value: object) -> Duration:
+    return Duration.parse(value)
+
+
+def _parse_date(value: object) -> date:
+    # YAML already turns 2026-12-01 into a date; a quoted string is accepted too, but
+    # not an integer (pydantic would read 20261201 as a Unix timestamp).
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}")
+
+
+def _parse_clock(value: object) -> time:
+    if isinstance(value, time):
+        return value
+    # YAML 1.1 reads an unquoted 10:00 as the base-60 integer 600.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return time(value // 60, value % 60)
+    if isinstance(value, str) and (match := _CLOCK.match(value.strip())):
+        return time(int(match.group(1)), int(match.group(2)))
+    raise ValueError(f"expected a time of day as HH:MM, got {value!r}")
+
+
+def _parse_zone(value: object) -> ZoneInfo:
+    if isinstance(value, ZoneInfo):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-/]*", value):
+        raise ValueError(f"expected an IANA time zone name such as Asia/Almaty, got {value!r}")
+    try:
+        return ZoneInfo(value)
+    except Exception:  # ZoneInfo raises several types for bad keys
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as Asia/Almaty"
+        ) from None
+
+
+def _parse_quiet(value: object) -> QuietHours:
+    if isinstance(value, QuietHours):
+        return value
+    if isinstance(value, str) and value.count("-") == 1:
+        start, end = (part.strip() for part in value.split("-"))
+        try:
+            quiet = QuietHours(_parse_clock(start), _parse_clock(end))
+        except ValueError:
+            pass
+        else:
+            if quiet.start == quiet.end:
+                raise ValueError("quiet hours start and end at the same time")
+            return quiet
+    raise ValueError(f'expected quiet hours as "HH:MM-HH:MM", got {value!r}')
+
+
+DurationField = Annotated[Duration, BeforeValidator(_parse_duration), PlainSerializer(str)]
+DateField = Annotated[date, BeforeValidator(_parse_date)]
+ClockField = Annotated[time, BeforeValidator(_parse_clock)]
+ZoneField = Annotated[ZoneInfo, BeforeValidator(_parse_zone), PlainSerializer(str)]
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window in local time when messages are held; may cross midnight."""
+
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+    @classmethod
+    def parse(cls, text: str) -> QuietHours:
+        return _parse_quiet(text)
+
+
+QuietField = Annotated[QuietHours, BeforeValidator(_parse_quiet), PlainSerializer(str)]
+
+
+# --- models ------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class SimConfig(_Model):
+    """One SIM card."""
+
+    id: str
+    operator: str
+    number: str
+    plan: str | None = None
+    expires: DateField | None = None
+    renew_every: DurationField | None = None
+    remind_before: list[DurationField] = Field(
+        default_factory=lambda: [Duration.parse(d) for d in DEFAULT_REMIND_BEFORE]
+    )
+    remind_after: list[DurationField] = Field(
+        default_factory=lambda: [Duration.parse(d) for d in DEFAULT_REMIND_AFTER]
+    )
+    balance_check_every: DurationField | None = None
+    last_balance_check: DateField | None = None
+    low_balance: Decimal | None = Field(default=None, ge=0)
+    idle_limit: DurationField | None = None
+    last_paid_activity: DateField | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _SIM_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a usable SIM id: use letters, digits, '-', '_' or '.', "
+                "at most 64 characters"
+            )
+        return value
+
+    @field_validator("operator")
+    @classmethod
+    def _operator_shape(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value:
+            raise ValueError("operator cannot be empty")
+        return value
+
+    @field_validator("number")
+    @classmethod
+    def _number_shape(cls, value: str) -> str:
+        compact = re.sub(r"[\s()\-]", "", value)
+        if not re.fullmatch(r"\+?\d{7,15}", compact):
+            raise ValueError("expected a phone number such as +77011234567")
+        return compact
+
+    @field_validator("remind_before", "remind_after")
+    @classmethod
+    def _unique_offsets(cls, value: list[Duration]) -> list[Duration]:
+        if len(set(value)) != len(value):
+            raise ValueError("the same offset is listed twice")
+        return value
+
+    @field_validator("balance_check_every", "renew_every", "idle_limit")
+    @classmethod
+    def _positive(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.amount == 0:
+            raise ValueError("must be longer than 0 days")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.plan or self.id
+
+
+class UserConfig(_Model):
+    """A person who gets reminders, and their SIMs."""
+
+    name: str = Field(min_length=1, max_length=64)
+    timezone: ZoneField | None = None
+    language: str = "en"
+    notify: list[str] = Field(min_length=1)
+    quiet_hours: QuietField | None = None
+    remind_at: ClockField | None = None
+    sims: list[SimConfig] = Field(default_factory=list)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("en", "ru", "zh", "kk"):
+            raise ValueError(f"unsupported language {value!r}; use en, ru, zh or kk")
+        return value
+
+
+class Config(_Model):
+    """A whole config file, validated."""
+
+    timezone: ZoneField = Field(default_factory=lambda: ZoneInfo("UTC"))
+    database: str | None = None
+    remind_at: ClockField = time(10, 0)
+    channels: dict[str, list[str]] = Field(default_factory=dict)
+    admin: list[str] = Field(default_factory=list)
+    operators: dict[str, OperatorEntry] = Field(default_factory=dict)
+    users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_lists(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_urls(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        import apprise
+
+        for name, urls in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"channel name {name!r}: use letters, digits, '-', '_' or '.'")
+            if not urls:
+                raise ValueError(f"channel {name!r} has no URL")
+            for url in urls:
+                if url.strip() == CONSOLE_URL:
+                    continue
+                if not apprise.Apprise.instantiate(url, suppress_exceptions=True):
+                    raise ValueError(
+                        f"channel {name!r}: {mask_url(url)} is not a notification URL "
+                        "Apprise understands"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        problems: list[str] = []
+        known = set(self.channels)
+        for i, name in enumerate(self.admin):
+            if name not in known:
+                problems.append(f"admin[{i}]: unknown channel {name!r}{_known(known)}")
+        seen_users: set[str] = set()
+        seen_sims: dict[str, str] = {}
+        for u, user in enumerate(self.users):
+            if user.name in seen_users:
+                problems.append(f"users[{u}].name: user {user.name!r} is defined twice")
+            seen_users.add(user.name)
+            for c, name in enumerate(user.notify):
+                if name not in known:
+                    problems.append(
+                        f"users[{u}].notify[{c}]: unknown channel {name!r}{_known(known)}"
+                    )
+            for s, sim in enumerate(user.sims):
+                where = f"users[{u}].sims[{s}]"
+                if sim.id in seen_sims:
+                    problems.append(
+                        f"{where}.id: SIM id {sim.id!r} is already used at {seen_sims[sim.id]}"
+                    )
+                else:
+                    seen_sims[sim.id] = where
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def user_timezone(self, user: UserConfig) -> ZoneInfo:
+        return user.timezone or self.timezone
+
+    def user_remind_at(self, user: UserConfig) -> time:
+        return user.remind_at or self.remind_at
+
+    def sims(self) -> list[tuple[UserConfig, SimConfig]]:
+        return [(user, sim) for user in self.users for sim in user.sims]
+
+    def find_sim(self, sim_id: str) -> tuple[UserConfig, SimConfig] | None:
+        for user, sim in self.sims():
+            if sim.id == sim_id:
+                return user, sim
+        return None
+
+
+def _known(names: set[str]) -> str:
+    return f" (defined: {', '.join(sorted(names))})" if names else " (no channels are defined)"
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    path: Path
+    config: Config
+    mtime_ns: int
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$WATCHER_CONFIG``, else ``./watcher.yaml``."""
+    env = os.environ if env is None else env
+    return Path(env.get("WATCHER_CONFIG") or "watcher.yaml")
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, substitute and validate a config file; raise ConfigError listing every issue."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    file = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(file, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, "", f"cannot read: {exc.strerror}")]) from None
+    return LoadedConfig(path, parse_config(raw_bytes, file, env), stat.st_mtime_ns)
+
+
+def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config:
+    """Validate config text; ``file`` is only used to name it in errors."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(file, _yaml_position(exc), _yaml_problem(exc))]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, "", "YAML nests too deeply")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue(file, "", "expected a mapping of settings at the top")])
+    issues: list[ConfigIssue] = []
+    raw = _substitute(raw, "", env, file, issues)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from(exc, file)) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, "", "YAML nests too deeply")]) from None
+
+
+def _substitute(
+    value: Any, path: str, env: Mapping[str, str], file: str, issues: list[ConfigIssue]
+) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            issues.append(
+                ConfigIssue(
+                    file, path, f"environment variable {name} is not set (used as ${{{name}}})"
+                )
+            )
+            return ""
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, f"{path}.{k}" if path else str(k), env, file, issues)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", env, file, issues) for i, v in enumerate(value)]
+    return value
+
+
+def _issues_from(exc: ValidationError, file: str) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = _format_loc(error["loc"])
+        message = str(error["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        elif error["type"] == "missing":
+            message = "required setting is missing"
+        # A model validator reports several "path: problem" lines at once.
+        for line in message.splitlines():
+            sub_path, sep, sub_message = line.partition(": ")
+            if sep and not path and re.match(r"^[\w.\[\]-]+$", sub_path):
+                issues.append(ConfigIssue(file, sub_path, sub_message))
+            else:
+                issues.append(ConfigIssue(file, path, line))
+    return issues
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith("function-") or str(part) in ("list[str]", "str"):
+            continue  # pydantic's names for union members / validators, not config keys
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    return f"invalid YAML: {problem}" if problem else "invalid YAML"

@@ -1,0 +1,27 @@
+"""Storage: typed SQLAlchemy models, engine set-up and Alembic migrations."""
+
+from watcher.db.engine import Database, default_database_url, open_database
+from watcher.db.models import (
+    Base,
+    Event,
+    Heartbeat,
+    OutboxRow,
+    ScheduleRow,
+    SimRow,
+    UserChannel,
+    UserRow,
+)
+
+__all__ = [
+    "Base",
+    "Database",
+    "Event",
+    "Heartbeat",
+    "OutboxRow",
+    "ScheduleRow",
+    "SimRow",
+    "UserChannel",
+    "UserRow",
+    "default_database_url",
+    "open_database",
+]

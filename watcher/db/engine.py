@@ -1,0 +1,150 @@
+"""Opening the database: URL resolution, SQLite pragmas and migrations on start."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from watcher.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def default_database_url(env: Mapping[str, str] | None = None) -> str:
+    """A SQLite file in the user's data directory (``$XDG_DATA_HOME/sim-watcher``)."""
+    env = os.environ if env is None else env
+    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{base / 'sim-watcher' / 'watcher.db'}"
+
+
+def resolve_database_url(
+    configured: str | None, config_dir: Path | None, env: Mapping[str, str] | None = None
+) -> str:
+    """``$WATCHER_DATABASE_URL`` wins, then the config's ``database``, then the default.
+
+    A relative SQLite path is taken relative to the config file, so the daemon and the
+    CLI find the same database whatever directory they start in.
+    """
+    env = os.environ if env is None else env
+    url = env.get("WATCHER_DATABASE_URL") or configured or default_database_url(env)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {_safe(url)} is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database or "")
+        if not path.is_absolute() and config_dir is not None:
+            parsed = parsed.set(database=str(config_dir / path))
+        return parsed.render_as_string(hide_password=False)
+    return url
+
+
+def _safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable)"
+
+
+class Database:
+    """An engine and a session factory; disposes the engine only if it created it."""
+
+    def __init__(self, url_or_engine: str | URL | Engine) -> None:
+        if isinstance(url_or_engine, Engine):
+            self.engine = url_or_engine
+            self._owns_engine = False
+        else:
+            self.engine = _create_engine(url_or_engine)
+            self._owns_engine = True
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (what ``watcher db upgrade`` does)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot open database {self.display_url}: {exc.orig}") from None
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"cannot migrate database {self.display_url}: {type(exc).__name__}"
+            ) from exc
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+
+def _create_engine(url: str | URL) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {_safe(str(url))} is not valid") from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseError(f"cannot use database {_safe(str(url))}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the CLI write while the daemon reads (and the reverse); a busy timeout
+    # makes the rare write-write overlap wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_database(url: str) -> Database:
+    """Open and migrate: what the daemon and every CLI command do first."""
+    database = Database(url)
+    try:
+        database.migrate()
+    except BaseException:
+        database.close()
+        raise
+    log.debug("database ready: %s", database.display_url)
+    return database

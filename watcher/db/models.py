@@ -1,0 +1,188 @@
+"""The tables. Every timestamp is stored as UTC; dates are calendar dates in the user's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database (same on SQLite and PostgreSQL)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing to store a naive datetime; pass an aware UTC one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class UserRow(Base):
+    """A user as last read from the config file."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    remind_at: Mapped[str] = mapped_column(String(5))
+    quiet_hours: Mapped[str | None] = mapped_column(String(11))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class UserChannel(Base):
+    """A delivery target of a user: a channel name, or ``name#2`` for its second URL."""
+
+    __tablename__ = "user_channels"
+
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class SimRow(Base):
+    """A SIM card with its effective dates.
+
+    ``cfg_*`` columns hold the value last read from the config file: a config value
+    that differs from it was edited and wins; an unchanged one leaves the recorded
+    state (from ``watcher renew`` / ``watcher balance``) in place.
+    """
+
+    __tablename__ = "sims"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(20))
+    plan: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires: Mapped[date | None] = mapped_column(Date)
+    cfg_expires: Mapped[date | None] = mapped_column(Date)
+    renew_every: Mapped[str | None] = mapped_column(String(8))
+    remind_before: Mapped[str] = mapped_column(String(200))
+    remind_after: Mapped[str] = mapped_column(String(200))
+    balance_check_every: Mapped[str | None] = mapped_column(String(8))
+    last_balance_check: Mapped[date | None] = mapped_column(Date)
+    cfg_last_balance_check: Mapped[date | None] = mapped_column(Date)
+    balance: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    low_balance: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    idle_limit: Mapped[str | None] = mapped_column(String(8))
+    last_paid_activity: Mapped[date | None] = mapped_column(Date)
+    cfg_last_paid_activity: Mapped[date | None] = mapped_column(Date)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    schedule_key: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ScheduleRow(Base):
+    """One reminder slot: (SIM, kind, target date, offset) due at an instant.
+
+    Slots are materialised when a SIM's dates change, so planning is one indexed
+    range query over ``due_at`` rather than date arithmetic over every SIM.
+    """
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        UniqueConstraint("sim_id", "kind", "target", "offset"),
+        Index(
+            "ix_schedule_due",
+            "due_at",
+            sqlite_where=text("status = 'scheduled'"),
+            postgresql_where=text("status = 'scheduled'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sim_id: Mapped[str] = mapped_column(ForeignKey("sims.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[date] = mapped_column(Date)
+    offset: Mapped[str] = mapped_column(String(8))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="scheduled")
+
+
+class OutboxRow(Base):
+    """One message to one delivery target; written before it is sent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", "channel"),
+        Index("ix_outbox_pending", "status", "next_attempt_at"),
+        Index("ix_outbox_sim", "sim_id", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(100))
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    sim_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[date | None] = mapped_column(Date)
+    offset: Mapped[str | None] = mapped_column(String(8))
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while a sender holds the row, so two senders never take the same message.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """History: renewals, balance checks and config changes of a SIM."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sim_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class Heartbeat(Base):
+    """When a daemon last finished a planning pass; read by ``watcher health``."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,395 @@
+"""Delivery: send what the outbox holds, through Apprise, and record every outcome.
+
+A row is marked sent right after its channel accepted it, in its own transaction,
+so a crash can at most re-send the messages that were in flight. A failed channel
+is retried with exponential backoff and jitter (1 min doubling to a 6 h cap); after
+48 h of failures the row is marked dead and the admin channels hear of it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import apprise
+from apprise.decorators import notify as apprise_notification
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session
+
+from watcher.catalogue import Catalogue
+from watcher.clock import Clock
+from watcher.config import CONSOLE_URL, QuietHours
+from watcher.db.engine import Database
+from watcher.db.models import OutboxRow, SimRow, UserRow
+from watcher.masking import mask_phone, mask_url, scrub, url_secrets
+from watcher.messages import Message, ReminderFacts, render_dead_letter, render_reminder
+from watcher.outbox import NewMessage, enqueue
+from watcher.schedule import release_time
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(minutes=1)
+MAX_RETRY = timedelta(hours=6)
+GIVE_UP_AFTER = timedelta(hours=48)
+BATCH = 200
+# A claimed row is left alone by other senders for this long; a sender that died
+# mid-send releases its claims at its next start (see release_claims).
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+@apprise_notification(on="console", name="SIM Watcher console")  # type: ignore[untyped-decorator,no-untyped-call]
+def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+    """The built-in ``console://`` channel: print to standard output."""
+    print(f"== {title} ==\n{body}\n", flush=True)
+    return True
+
+
+class _PerThreadLog(logging.Handler):
+    """Collects Apprise's warnings per thread, so each failed send knows its own reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines: list[str] | None = getattr(self._local, "lines", None)
+        if lines is not None:
+            lines.append(record.getMessage())
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        lines: list[str] = []
+        self._local.lines = lines
+        try:
+            yield lines
+        finally:
+            self._local.lines = None
+
+
+_apprise_log = _PerThreadLog()
+logging.getLogger("apprise").addHandler(_apprise_log)
+
+
+def retry_delay(attempts: int, rng: random.Random) -> timedelta:
+    """Backoff after the ``attempts``-th failure: 1 min doubling to 6 h, ±20 % jitter."""
+    base: timedelta = min(FIRST_RETRY * 2 ** min(attempts - 1, 20), MAX_RETRY)
+    jittered: timedelta = base * rng.uniform(0.8, 1.2)
+    return min(jittered, MAX_RETRY)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    error: str | None = None
+
+
+class Channels:
+    """The configured channels as delivery targets (``name``, ``name#2``...), via Apprise."""
+
+    def __init__(self, channels: Mapping[str, list[str]]) -> None:
+        self._urls: dict[str, str] = {}
+        for name, urls in channels.items():
+            for i, url in enumerate(urls):
+                self._urls[name if i == 0 else f"{name}#{i + 1}"] = url.strip()
+        self._lock = threading.Lock()
+        self._apprise: dict[str, apprise.Apprise] = {}
+
+    def targets(self, name: str) -> list[str]:
+        return [t for t in self._urls if t == name or t.startswith(f"{name}#")]
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._urls
+
+    def masked(self, target: str) -> str:
+        return mask_url(self._urls[target])
+
+    def send(self, target: str, message: Message) -> SendResult:
+        """Send one message to one target; never raises for a channel's failure."""
+        url = self._urls.get(target)
+        if url is None:
+            return SendResult(False, f"channel {target!r} is no longer in the config")
+        with _apprise_log.capture() as lines:
+            try:
+                ok = bool(self._client(target, url).notify(title=message.title, body=message.body))
+            except Exception as exc:  # a plugin bug must not stop the other channels
+                ok = False
+                lines.append(f"{type(exc).__name__}: {exc}")
+        if ok:
+            return SendResult(True)
+        reason = lines[-1] if lines else "the channel did not accept the message"
+        return SendResult(False, scrub(reason, url_secrets(url))[:500])
+
+    def _client(self, target: str, url: str) -> apprise.Apprise:
+        with self._lock:
+            client = self._apprise.get(target)
+            if client is None:
+                client = apprise.Apprise()
+                client.add("console://" if url == CONSOLE_URL else url)
+                self._apprise[target] = client
+            return client
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: DeliveryReport) -> DeliveryReport:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.dead += other.dead
+        self.held += other.held
+        self.errors.extend(other.errors)
+        return self
+
+
+@dataclass(frozen=True)
+class _Job:
+    row_id: int
+    channel: str
+    message: Message
+
+
+class Deliverer:
+    """Sends due outbox rows concurrently; one instance per daemon."""
+
+    def __init__(
+        self,
+        database: Database,
+        channels: Channels,
+        catalogue: Catalogue,
+        clock: Clock,
+        *,
+        admin: list[str] | None = None,
+        concurrency: int = 8,
+        rng: random.Random | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.database = database
+        self.channels = channels
+        self.catalogue = catalogue
+        self.clock = clock
+        self.admin_targets = [t for name in admin or [] for t in channels.targets(name)]
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+        self.stopping = stopping or threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def deliver_due(self) -> DeliveryReport:
+        """Send every row due now, batch by batch, until none is left or we are stopping."""
+        report = DeliveryReport()
+        while not self.stopping.is_set():
+            jobs, held = self._claim(self.clock.now())
+            report.held += held
+            if not jobs:
+                break
+            report += self._send_all(jobs)
+        return report
+
+    # -- claiming: pick due rows, hold quiet ones, render and store the text --------
+
+    def _claim(self, now: datetime) -> tuple[list[_Job], int]:
+        jobs: list[_Job] = []
+        held = 0
+        with self.database.session() as session:
+            query = (
+                select(OutboxRow)
+                .where(
+                    OutboxRow.status == "pending",
+                    OutboxRow.next_attempt_at <= now,
+                    or_(OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE),
+                )
+                .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+                .limit(BATCH)
+            )
+            if not self.database.is_sqlite:  # SQLite serialises writers already
+                query = query.with_for_update(skip_locked=True)
+            rows = session.scalars(query).all()
+            users = _users_of(session, rows)
+            for row in rows:
+                user = users.get(row.user_name or "")
+                if user is not None and row.kind != "admin":
+                    release = release_time(now, _quiet(user), ZoneInfo(user.timezone))
+                    if release > now:
+                        row.next_attempt_at = release
+                        held += 1
+                        continue
+                if row.title is None or row.body is None:
+                    message = self._render(session, row, user, now)
+                    row.title, row.body = message.title, message.body
+                row.claimed_at = now
+                jobs.append(_Job(row.id, row.channel, Message(row.title, row.body)))
+        if held:
+            log.info("%d messages held until quiet hours end", held)
+        return jobs, held
+
+    def _render(
+        self, session: Session, row: OutboxRow, user: UserRow | None, now: datetime
+    ) -> Message:
+        sim = session.get(SimRow, row.sim_id) if row.sim_id else None
+        if sim is None or row.target is None:
+            return Message(f"SIM Watcher: {row.kind}", f"Reminder {row.dedup_key}")
+        zone = ZoneInfo(user.timezone) if user else ZoneInfo("UTC")
+        facts = ReminderFacts(
+            kind=row.kind,  # type: ignore[arg-type]
+            sim_id=sim.id,
+            label=sim.plan or sim.id,
+            masked_number=mask_phone(sim.number),
+            operator=self.catalogue.get(sim.operator),
+            target=row.target,
+            today=now.astimezone(zone).date(),
+            last_balance_check=sim.last_balance_check,
+            balance=sim.balance,
+            low_balance=sim.low_balance,
+        )
+        return render_reminder(facts, user.language if user else "en")
+
+    # -- sending ------------------------------------------------------------------
+
+    def _send_all(self, jobs: list[_Job]) -> DeliveryReport:
+        report = DeliveryReport()
+        futures: dict[Future[SendResult], _Job] = {}
+        for job in jobs:
+            if self.stopping.is_set():
+                break  # left pending: sent after the restart
+            futures[self._pool.submit(self.channels.send, job.channel, job.message)] = job
+        for future in as_completed(futures):
+            job = futures[future]
+            self._record(job, future.result(), report)
+        return report
+
+    def _record(self, job: _Job, result: SendResult, report: DeliveryReport) -> None:
+        now = self.clock.now()
+        with self.database.session() as session:
+            row = session.get(OutboxRow, job.row_id)
+            if row is None or row.status != "pending":
+                return
+            row.attempts += 1
+            row.claimed_at = None
+            if result.ok:
+                row.status = "sent"
+                row.sent_at = now
+                row.last_error = None
+                report.sent += 1
+                log.info("sent %s #%d to %s", row.kind, row.id, job.channel)
+                return
+            row.first_attempt_at = row.first_attempt_at or now
+            row.last_error = result.error
+            report.errors.append(f"{job.channel}: {result.error}")
+            if now - row.first_attempt_at >= GIVE_UP_AFTER:
+                row.status = "dead"
+                report.dead += 1
+                log.error(
+                    "gave up on %s #%d to %s: %s", row.kind, row.id, job.channel, result.error
+                )
+                self._report_dead(session, row, now)
+            else:
+                row.next_attempt_at = now + retry_delay(row.attempts, self.rng)
+                report.failed += 1
+                log.warning(
+                    "sending %s #%d to %s failed (attempt %d, next at %s): %s",
+                    row.kind,
+                    row.id,
+                    job.channel,
+                    row.attempts,
+                    row.next_attempt_at.isoformat(timespec="seconds"),
+                    result.error,
+                )
+
+    def _report_dead(self, session: Session, row: OutboxRow, now: datetime) -> None:
+        if row.kind == "admin" or not self.admin_targets:
+            return  # an admin message that dies is only logged: no report loops
+        text = render_dead_letter(
+            row.channel,
+            row.title or row.kind,
+            (row.first_attempt_at or now).isoformat(timespec="minutes"),
+            row.last_error or "unknown",
+        )
+        enqueue(
+            session,
+            [
+                NewMessage(f"dead:{row.id}", target, "admin", title=text.title, body=text.body)
+                for target in self.admin_targets
+            ],
+            now,
+        )
+
+
+def release_claims(database: Database) -> int:
+    """Free the rows a previous run of this daemon held when it died; they are sent again."""
+    with database.session() as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.status == "pending", OutboxRow.claimed_at.is_not(None))
+            .values(claimed_at=None)
+        )
+        return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def report_to_admin(
+    database: Database,
+    admin_targets: list[str],
+    dedup_key: str,
+    message: Message,
+    now: datetime,
+) -> None:
+    """Queue a message about the daemon's own trouble for the admin channels, once per key."""
+    if not admin_targets:
+        log.error("%s (no admin channel configured)", message.title)
+        return
+    with database.session() as session:
+        enqueue(
+            session,
+            [
+                NewMessage(dedup_key, target, "admin", title=message.title, body=message.body)
+                for target in admin_targets
+            ],
+            now,
+        )
+
+
+def _users_of(session: Session, rows: Any) -> dict[str, UserRow]:
+    names = {row.user_name for row in rows if row.user_name}
+    if not names:
+        return {}
+    return {
+        user.name: user for user in session.scalars(select(UserRow).where(UserRow.name.in_(names)))
+    }
+
+
+def _quiet(user: UserRow) -> QuietHours | None:
+    return QuietHours.parse(user.quiet_hours) if user.quiet_hours else None
+
+
+def send_test(
+    channels: Channels, targets: list[str], message_for: Callable[[str], Message]
+) -> dict[str, SendResult]:
+    """Send one test message per target, directly (not through the outbox)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+        futures = {
+            target: pool.submit(channels.send, target, message_for(target)) for target in targets
+        }
+        return {target: future.result() for target, future in futures.items()}
+
+
+def cancel_pending(session: Session, sim_id: str, kinds: tuple[str, ...], reason: str) -> None:
+    """Stop unsent reminders of a SIM (after a renewal or a balance check)."""
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.sim_id == sim_id, OutboxRow.status == "pending", OutboxRow.kind.in_(kinds))
+        .values(status="cancelled", last_error=reason)
+    )

@@ -1,0 +1,80 @@
+"""Writing messages to the outbox: the only way anything gets sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from watcher.db.models import OutboxRow
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message for one delivery target. Without a title it is rendered when first sent."""
+
+    dedup_key: str
+    channel: str
+    kind: str
+    user_name: str | None = None
+    sim_id: str | None = None
+    target: date | None = None
+    offset: str | None = None
+    title: str | None = None
+    body: str | None = None
+
+
+def insert_ignoring_duplicates(session: Session) -> Any:
+    """The dialect's INSERT with ON CONFLICT DO NOTHING available."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> int:
+    """Add messages unless already there (same dedup key and channel); return rows added."""
+    if not messages:
+        return 0
+    insert = insert_ignoring_duplicates(session)
+    statement: Insert = insert(OutboxRow).on_conflict_do_nothing(
+        index_elements=["dedup_key", "channel"]
+    )
+    values = [
+        {
+            "dedup_key": message.dedup_key,
+            "channel": message.channel,
+            "kind": message.kind,
+            "user_name": message.user_name,
+            "sim_id": message.sim_id,
+            "target": message.target,
+            "offset": message.offset,
+            "title": message.title,
+            "body": message.body,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for message in messages
+    ]
+    result = cast(CursorResult[Any], session.execute(statement, values))
+    return max(result.rowcount, 0)
+
+
+def for_targets(targets: Iterable[str], template: NewMessage) -> list[NewMessage]:
+    """The same message for each delivery target."""
+    return [replace(template, channel=target) for target in targets]
+
+
+def failing_count(session: Session) -> int:
+    """Messages still waiting after at least one failed attempt."""
+    query = (
+        select(func.count())
+        .select_from(OutboxRow)
+        .where(OutboxRow.status == "pending", OutboxRow.attempts > 0)
+    )
+    return session.scalar(query) or 0

@@ -1,0 +1,195 @@
+"""What is due when: pure functions over plain data, no database and no clock.
+
+A SIM yields *slots*: (kind, target date, offset) due at ``remind_at`` local time on
+``target ± offset``. The planner materialises slots in the database and picks the
+due ones with SQL; :func:`select_due` is the same rule in Python, the specification
+the SQL is tested against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from watcher.config import QuietHours
+from watcher.durations import Duration
+
+Kind = Literal["expiry", "balance", "idle"]
+KINDS: tuple[Kind, ...] = ("expiry", "balance", "idle")
+ZERO = Duration(0, "d")
+
+
+@dataclass(frozen=True)
+class SimDates:
+    """The inputs of a SIM's schedule, with the effective (not merely configured) dates."""
+
+    timezone: ZoneInfo
+    remind_at: time
+    first_seen: datetime  # when SIM Watcher first saw the SIM (UTC)
+    expires: date | None = None
+    remind_before: tuple[Duration, ...] = ()
+    remind_after: tuple[Duration, ...] = ()
+    balance_check_every: Duration | None = None
+    last_balance_check: date | None = None
+    idle_limit: Duration | None = None
+    last_paid_activity: date | None = None
+
+    def fingerprint(self) -> str:
+        """Changes whenever the slots would; lets sync skip SIMs whose plan is unchanged."""
+        parts = [
+            str(self.timezone),
+            self.remind_at.isoformat(),
+            str(self.expires),
+            ",".join(map(str, self.remind_before)),
+            ",".join(map(str, self.remind_after)),
+            str(self.balance_check_every),
+            str(self.last_balance_check),
+            str(self.idle_limit),
+            str(self.last_paid_activity),
+            self.first_seen.date().isoformat() if self.last_balance_check is None else "",
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    """One reminder: sent at most once per channel, keyed by (kind, target, offset)."""
+
+    due_at: datetime
+    kind: str
+    target: date
+    offset: str  # "-7d" before the target, "+1d" after it, "0d" on the day
+
+    @property
+    def group(self) -> tuple[str, date]:
+        return (self.kind, self.target)
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """``at`` o'clock on ``day`` in ``zone``, as UTC.
+
+    A wall time skipped by a DST jump resolves forward (fold=0 gives the pre-jump
+    offset, which lands after the gap), so a reminder is never lost to a jump.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def offset_label(offset: Duration, sign: int) -> str:
+    if offset.amount == 0:
+        return "0d"
+    return f"{'-' if sign < 0 else '+'}{offset}"
+
+
+def slots_for(sim: SimDates) -> list[Slot]:
+    """Every slot of the SIM's current targets, in due order."""
+    slots: list[Slot] = []
+
+    def add(
+        kind: Kind, target: date, before: Iterable[Duration], after: Iterable[Duration]
+    ) -> None:
+        for offset in before:
+            day = offset.subtract_from(target)
+            slots.append(
+                Slot(
+                    local_instant(day, sim.remind_at, sim.timezone),
+                    kind,
+                    target,
+                    offset_label(offset, -1),
+                )
+            )
+        for offset in after:
+            if offset.amount == 0 and ZERO in sim.remind_before:
+                continue  # "0d" after is the same slot as "0d" before
+            day = offset.add_to(target)
+            slots.append(
+                Slot(
+                    local_instant(day, sim.remind_at, sim.timezone),
+                    kind,
+                    target,
+                    offset_label(offset, +1),
+                )
+            )
+
+    if sim.expires is not None:
+        add("expiry", sim.expires, sim.remind_before, sim.remind_after)
+    if sim.balance_check_every is not None:
+        target = balance_target(sim)
+        add("balance", target, [ZERO], sim.remind_after)
+    if sim.idle_limit is not None and sim.last_paid_activity is not None:
+        add("idle", sim.idle_limit.add_to(sim.last_paid_activity), sim.remind_before, [])
+    return sorted(set(slots))
+
+
+def balance_target(sim: SimDates) -> date:
+    """The next balance check: ``every`` after the last one, or at once if none is known."""
+    assert sim.balance_check_every is not None
+    if sim.last_balance_check is None:
+        return sim.first_seen.astimezone(sim.timezone).date()
+    return sim.balance_check_every.add_to(sim.last_balance_check)
+
+
+def idle_deadline(sim: SimDates) -> date | None:
+    if sim.idle_limit is None or sim.last_paid_activity is None:
+        return None
+    return sim.idle_limit.add_to(sim.last_paid_activity)
+
+
+def select_due(pending: Iterable[Slot], now: datetime) -> list[Slot]:
+    """The slots to send at ``now``: for each (kind, target), the most urgent due one.
+
+    When the daemon was down or the SIM is new, several offsets of one target may be
+    due at once; only the latest-due (most urgent) is sent, and the others are
+    superseded — never a burst of stale reminders, never nothing.
+    """
+    best: dict[tuple[str, date], Slot] = {}
+    for slot in pending:
+        if slot.due_at <= now and (slot.group not in best or slot.due_at > best[slot.group].due_at):
+            best[slot.group] = slot
+    return sorted(best.values())
+
+
+def release_time(instant: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime:
+    """When a message due at ``instant`` may go out: the end of quiet hours if inside them."""
+    if quiet is None:
+        return instant
+    local = instant.astimezone(zone)
+    now_t = local.time().replace(tzinfo=None)
+    start, end = quiet.start, quiet.end
+    if start < end:
+        inside = start <= now_t < end
+        end_day = local.date()
+    else:  # crosses midnight, e.g. 22:00-08:00
+        inside = now_t >= start or now_t < end
+        end_day = local.date() + timedelta(days=1) if now_t >= start else local.date()
+    if not inside:
+        return instant
+    return max(instant, local_instant(end_day, end, zone))
+
+
+def renewed_expiry(
+    old: date | None, today: date, *, until: date | None, period: Duration | None
+) -> date:
+    """The expiry after a renewal: ``until`` if given, else max(old, today) + period."""
+    if until is not None:
+        return until
+    if period is None:
+        raise ValueError("no renewal period: pass --for or --until, or set renew_every")
+    start = today if old is None or old < today else old
+    return period.add_to(start)
+
+
+def days_between(first: date, second: date) -> int:
+    return (second - first).days
+
+
+def parse_offsets(text: str) -> tuple[Duration, ...]:
+    """The stored form of an offset list (``"7d,3d"``) back into durations."""
+    return tuple(Duration.parse(part) for part in text.split(",") if part)
+
+
+def format_offsets(offsets: Sequence[Duration]) -> str:
+    return ",".join(str(offset) for offset in offsets)

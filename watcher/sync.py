@@ -1,0 +1,268 @@
+"""Bring the database in line with the config file.
+
+Precedence: a value edited in the config file wins over recorded state; recorded
+state (``watcher renew``, ``watcher balance``) wins over an unchanged config value.
+A SIM removed from the config stops its reminders but keeps its history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from watcher.catalogue import Catalogue
+from watcher.config import Config, SimConfig, UserConfig
+from watcher.db.models import Event, OutboxRow, ScheduleRow, SimRow, UserChannel, UserRow
+from watcher.durations import Duration
+from watcher.masking import mask_phone
+from watcher.schedule import (
+    SimDates,
+    format_offsets,
+    parse_offsets,
+    slots_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: int = 0
+    updated: int = 0
+    deactivated: int = 0
+    rescheduled: int = 0
+
+
+def channel_targets(config: Config, name: str) -> list[str]:
+    """Delivery targets of a channel: ``name`` for its first URL, ``name#2``... for more."""
+    urls = config.channels.get(name, [])
+    return [name if i == 0 else f"{name}#{i + 1}" for i in range(len(urls))]
+
+
+def sync_config(
+    session: Session, config: Config, catalogue: Catalogue, now: datetime
+) -> SyncReport:
+    """Write users, channels and SIMs from ``config``; reschedule SIMs whose dates changed."""
+    users = _sync_users(session, config)
+    existing = {row.id: row for row in session.scalars(select(SimRow))}
+    added = updated = rescheduled = 0
+    seen: set[str] = set()
+    for user, sim in config.sims():
+        seen.add(sim.id)
+        row = existing.get(sim.id)
+        fresh = row is None
+        if row is None:
+            row = _new_row(sim, user, now)
+            session.add(row)
+            added += 1
+            session.add(Event(sim_id=sim.id, at=now, kind="config", detail="added"))
+        elif _apply(row, sim, user, session, now):
+            updated += 1
+        idle_limit = sim.idle_limit or catalogue.get(sim.operator).idle_limit
+        row.idle_limit = str(idle_limit) if idle_limit else None
+        if reschedule(session, row, users[user.name], fresh=fresh):
+            rescheduled += 1
+    deactivated = 0
+    for sim_id, row in existing.items():
+        if sim_id not in seen and row.active:
+            row.active = False
+            deactivated += 1
+            stop_reminders(session, sim_id)
+            session.add(Event(sim_id=sim_id, at=now, kind="config", detail="removed from config"))
+    if added or updated or deactivated:
+        log.info(
+            "config synced: %d SIMs added, %d changed, %d removed", added, updated, deactivated
+        )
+    return SyncReport(added, updated, deactivated, rescheduled)
+
+
+def _sync_users(session: Session, config: Config) -> dict[str, UserRow]:
+    rows = {row.name: row for row in session.scalars(select(UserRow))}
+    for user in config.users:
+        row = rows.get(user.name)
+        if row is None:
+            row = rows[user.name] = UserRow(name=user.name)
+            session.add(row)
+        row.timezone = str(config.user_timezone(user))
+        row.language = user.language
+        row.remind_at = config.user_remind_at(user).strftime("%H:%M")
+        row.quiet_hours = str(user.quiet_hours) if user.quiet_hours else None
+        row.active = True
+    listed = {user.name for user in config.users}
+    for name, row in rows.items():
+        if name not in listed:
+            row.active = False
+    session.flush()
+    session.execute(delete(UserChannel))
+    session.add_all(
+        UserChannel(user_name=user.name, channel=target)
+        for user in config.users
+        for name in dict.fromkeys(user.notify)
+        for target in channel_targets(config, name)
+    )
+    return rows
+
+
+def _new_row(sim: SimConfig, user: UserConfig, now: datetime) -> SimRow:
+    row = SimRow(
+        id=sim.id,
+        first_seen_at=now,
+        expires=sim.expires,
+        cfg_expires=sim.expires,
+        last_balance_check=sim.last_balance_check,
+        cfg_last_balance_check=sim.last_balance_check,
+        last_paid_activity=sim.last_paid_activity,
+        cfg_last_paid_activity=sim.last_paid_activity,
+        schedule_key="",
+    )
+    _copy_settings(row, sim, user)
+    return row
+
+
+def _copy_settings(row: SimRow, sim: SimConfig, user: UserConfig) -> None:
+    row.user_name = user.name
+    row.operator = sim.operator
+    row.number = sim.number
+    row.plan = sim.plan
+    row.active = True
+    row.renew_every = _text(sim.renew_every)
+    row.remind_before = format_offsets(sim.remind_before)
+    row.remind_after = format_offsets(sim.remind_after)
+    row.balance_check_every = _text(sim.balance_check_every)
+    row.low_balance = sim.low_balance
+
+
+def _apply(row: SimRow, sim: SimConfig, user: UserConfig, session: Session, now: datetime) -> bool:
+    """Update an existing row; True if a date the user edited in the config took effect."""
+    changed = False
+    for field in ("expires", "last_balance_check", "last_paid_activity"):
+        configured: date | None = getattr(sim, field)
+        if configured != getattr(row, f"cfg_{field}"):
+            # Edited in the config file since we last read it: the edit wins.
+            old = getattr(row, field)
+            setattr(row, f"cfg_{field}", configured)
+            setattr(row, field, configured)
+            changed = True
+            session.add(
+                Event(
+                    sim_id=row.id, at=now, kind="config", detail=f"{field}: {old} -> {configured}"
+                )
+            )
+    if not row.active:
+        session.add(Event(sim_id=row.id, at=now, kind="config", detail="back in config"))
+        changed = True
+    _copy_settings(row, sim, user)
+    return changed
+
+
+def _text(value: Duration | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def sim_dates(row: SimRow, user: UserRow) -> SimDates:
+    """The schedule inputs of a stored SIM, in its user's time zone and hour."""
+    hour, minute = (int(part) for part in user.remind_at.split(":"))
+    return SimDates(
+        timezone=ZoneInfo(user.timezone),
+        remind_at=time(hour, minute),
+        first_seen=row.first_seen_at,
+        expires=row.expires,
+        remind_before=parse_offsets(row.remind_before),
+        remind_after=parse_offsets(row.remind_after),
+        balance_check_every=_duration(row.balance_check_every),
+        last_balance_check=row.last_balance_check,
+        idle_limit=_duration(row.idle_limit),
+        last_paid_activity=row.last_paid_activity,
+    )
+
+
+def _duration(text: str | None) -> Duration | None:
+    return None if text is None else Duration.parse(text)
+
+
+def reschedule(session: Session, row: SimRow, user: UserRow, *, fresh: bool = False) -> bool:
+    """Rewrite the SIM's future slots if its schedule inputs changed; True if they did.
+
+    Slots already planned (status ``done``) stay, so an offset is never sent twice;
+    pending slots of targets that no longer apply are dropped, and so are the
+    outbox messages still waiting for those old targets. ``fresh`` says the SIM is
+    new, with nothing stored to replace.
+    """
+    if not row.active:
+        return False
+    dates = sim_dates(row, user)
+    key = dates.fingerprint()
+    if key == row.schedule_key:
+        return False
+    row.schedule_key = key
+    slots = slots_for(dates)
+    done: set[tuple[str, date, str]] = set()
+    if not fresh:
+        session.flush()
+        session.execute(
+            delete(ScheduleRow).where(
+                ScheduleRow.sim_id == row.id, ScheduleRow.status == "scheduled"
+            )
+        )
+        done = {
+            (kind, target, offset)
+            for kind, target, offset in session.execute(
+                select(ScheduleRow.kind, ScheduleRow.target, ScheduleRow.offset).where(
+                    ScheduleRow.sim_id == row.id
+                )
+            )
+        }
+        _cancel_stale_outbox(session, row.id, {(slot.kind, slot.target) for slot in slots})
+    session.add_all(
+        ScheduleRow(
+            sim_id=row.id,
+            kind=slot.kind,
+            target=slot.target,
+            offset=slot.offset,
+            due_at=slot.due_at,
+            status="scheduled",
+        )
+        for slot in slots
+        if (slot.kind, slot.target, slot.offset) not in done
+    )
+    return True
+
+
+def _cancel_stale_outbox(session: Session, sim_id: str, current: set[tuple[str, date]]) -> None:
+    pending = session.execute(
+        select(OutboxRow.id, OutboxRow.kind, OutboxRow.target).where(
+            OutboxRow.sim_id == sim_id,
+            OutboxRow.status == "pending",
+            OutboxRow.kind.in_(("expiry", "balance", "idle")),
+        )
+    ).all()
+    stale = [row_id for row_id, kind, target in pending if (kind, target) not in current]
+    if stale:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(stale))
+            .values(status="cancelled", last_error="superseded: the date it reminded of changed")
+        )
+
+
+def stop_reminders(session: Session, sim_id: str) -> None:
+    """A removed SIM: drop its future slots and unsent messages, keep its history."""
+    session.execute(
+        delete(ScheduleRow).where(ScheduleRow.sim_id == sim_id, ScheduleRow.status == "scheduled")
+    )
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.sim_id == sim_id, OutboxRow.status == "pending")
+        .values(status="cancelled", last_error="SIM removed from the config")
+    )
+    session.execute(update(SimRow).where(SimRow.id == sim_id).values(schedule_key=""))
+
+
+def describe(row: SimRow) -> str:
+    """A SIM for log lines: id and masked number, never the number itself."""
+    return f"{row.id} ({mask_phone(row.number)})"
