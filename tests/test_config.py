@@ -93,39 +93,87 @@ def test_environment_default_is_used_when_unset() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("expires: 2026-12-01", "expires: 2026-13-01",
-         "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got '2026-13-01'"),
-        ("expires: 2026-12-01", "expires: 20261201",
-         "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got 20261201"),
-        ("renew_every: 1m", "renew_every: 1y",
-         "cfg.yaml: users[0].sims[0].renew_every: '1y' is not a duration"),
-        ("renew_every: 1m", "renew_every: 0d",
-         "cfg.yaml: users[0].sims[0].renew_every: must be longer than 0 days"),
-        ("timezone: Asia/Almaty", "timezone: Asia/Almatyy",
-         "cfg.yaml: timezone: unknown time zone 'Asia/Almatyy'"),
-        ("timezone: Asia/Almaty", "timezone: '+05:00'",
-         "cfg.yaml: timezone: expected an IANA time zone name"),
-        ("notify: [console, hook]", "notify: [console, mail]",
-         "cfg.yaml: users[0].notify[1]: unknown channel 'mail' (defined: console, hook)"),
-        ("id: bob-tele2", "id: alice-kcell",
-         "cfg.yaml: users[1].sims[0].id: SIM id 'alice-kcell' is already used at users[0].sims[0]"),
-        ("    language: ru", "    language: de",
-         "cfg.yaml: users[0].language: unsupported language 'de'"),
-        ('quiet_hours: "22:00-08:00"', 'quiet_hours: "22:00"',
-         "cfg.yaml: users[0].quiet_hours: expected quiet hours as \"HH:MM-HH:MM\""),
-        ('remind_at: "10:00"', 'remind_at: "25:00"',
-         "cfg.yaml: remind_at: expected a time of day as HH:MM"),
-        ("expires: 2026-12-01", "expirs: 2026-12-01",
-         "cfg.yaml: users[0].sims[0].expirs: unknown setting (check the spelling)"),
-        ('number: "+77071234567"', 'number: "call me"',
-         "cfg.yaml: users[1].sims[0].number: expected a phone number"),
+        (
+            "expires: 2026-12-01",
+            "expires: 2026-13-01",
+            "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got '2026-13-01'",
+        ),
+        (
+            "expires: 2026-12-01",
+            "expires: 20261201",
+            "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got 20261201",
+        ),
+        (
+            "renew_every: 1m",
+            "renew_every: 1y",
+            "cfg.yaml: users[0].sims[0].renew_every: '1y' is not a duration",
+        ),
+        (
+            "renew_every: 1m",
+            "renew_every: 0d",
+            "cfg.yaml: users[0].sims[0].renew_every: must be longer than 0 days",
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almatyy",
+            "cfg.yaml: timezone: unknown time zone 'Asia/Almatyy'",
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: '+05:00'",
+            "cfg.yaml: timezone: expected an IANA time zone name",
+        ),
+        (
+            "notify: [console, hook]",
+            "notify: [console, mail]",
+            "cfg.yaml: users[0].notify[1]: unknown channel 'mail' (defined: console, hook)",
+        ),
+        (
+            "id: bob-tele2",
+            "id: alice-kcell",
+            "cfg.yaml: users[1].sims[0].id: SIM id 'alice-kcell' is already used at users[0].sims[0]",
+        ),
+        (
+            "    language: ru",
+            "    language: de",
+            "cfg.yaml: users[0].language: unsupported language 'de'",
+        ),
+        (
+            'quiet_hours: "22:00-08:00"',
+            'quiet_hours: "22:00"',
+            'cfg.yaml: users[0].quiet_hours: expected quiet hours as "HH:MM-HH:MM"',
+        ),
+        (
+            'remind_at: "10:00"',
+            'remind_at: "25:00"',
+            "cfg.yaml: remind_at: expected a time of day as HH:MM",
+        ),
+        (
+            "expires: 2026-12-01",
+            "expirs: 2026-12-01",
+            "cfg.yaml: users[0].sims[0].expirs: unknown setting (check the spelling)",
+        ),
+        (
+            'number: "+77071234567"',
+            'number: "call me"',
+            "cfg.yaml: users[1].sims[0].number: expected a phone number",
+        ),
         ("operator: tele2", "operator: ''", "cfg.yaml: users[1].sims[0].operator: operator cannot"),
-        ('hook: ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]', 'hook: "nosuch://x"',
-         "cfg.yaml: channels: channel 'hook': nosuch://*** is not a notification URL"),
-        ('console: "console://"', 'console: "${MISSING_VAR}"',
-         "cfg.yaml: channels.console: environment variable MISSING_VAR is not set"),
-        ("    sims:\n      - id: bob-tele2", "    sim:\n      - id: bob-tele2",
-         "cfg.yaml: users[1].sim: unknown setting (check the spelling)"),
+        (
+            'hook: ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]',
+            'hook: "nosuch://x"',
+            "cfg.yaml: channels: channel 'hook': nosuch://*** is not a notification URL",
+        ),
+        (
+            'console: "console://"',
+            'console: "${MISSING_VAR}"',
+            "cfg.yaml: channels.console: environment variable MISSING_VAR is not set",
+        ),
+        (
+            "    sims:\n      - id: bob-tele2",
+            "    sim:\n      - id: bob-tele2",
+            "cfg.yaml: users[1].sim: unknown setting (check the spelling)",
+        ),
     ],
 )
 def test_each_mistake_gets_one_line_with_file_path_and_problem(
@@ -181,8 +229,12 @@ def test_empty_file_is_a_valid_config_with_nothing_to_do() -> None:
 
 _base = yaml.safe_load(GOOD)
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True),
-    st.text(max_size=30), st.sampled_from(["7d", "1m", "2026-02-30", "${X}", "25:61", "+7", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(["7d", "1m", "2026-02-30", "${X}", "25:61", "+7", ""]),
     st.dates(),
 )
 _values = st.recursive(

@@ -7,8 +7,13 @@ from watcher.durations import Duration
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("7d", Duration(7, "d")), ("2w", Duration(2, "w")), ("1m", Duration(1, "m")),
-     (" 30D ", Duration(30, "d")), ("0d", Duration(0, "d"))],
+    [
+        ("7d", Duration(7, "d")),
+        ("2w", Duration(2, "w")),
+        ("1m", Duration(1, "m")),
+        (" 30D ", Duration(30, "d")),
+        ("0d", Duration(0, "d")),
+    ],
 )
 def test_parses_days_weeks_and_months(text: str, expected: Duration) -> None:
     assert Duration.parse(text) == expected

@@ -86,8 +86,11 @@ def test_month_offsets_clamp_to_month_end() -> None:
 
 def test_balance_check_is_due_every_period_after_the_last_one() -> None:
     slots = slots_for(
-        sim(balance_check_every=Duration.parse("14d"), last_balance_check=date(2026, 11, 20),
-            remind_after=d("1d"))
+        sim(
+            balance_check_every=Duration.parse("14d"),
+            last_balance_check=date(2026, 11, 20),
+            remind_after=d("1d"),
+        )
     )
     assert [(s.kind, s.target, s.offset) for s in slots] == [
         ("balance", date(2026, 12, 4), "0d"),
@@ -102,8 +105,11 @@ def test_a_balance_never_checked_is_due_the_day_the_sim_is_first_seen() -> None:
 
 def test_idle_deadline_is_last_paid_activity_plus_limit() -> None:
     slots = slots_for(
-        sim(idle_limit=Duration.parse("90d"), last_paid_activity=date(2026, 10, 1),
-            remind_before=d("7d", "0d"))
+        sim(
+            idle_limit=Duration.parse("90d"),
+            last_paid_activity=date(2026, 10, 1),
+            remind_before=d("7d", "0d"),
+        )
     )
     assert [(s.kind, s.target, s.offset) for s in slots] == [
         ("idle", date(2026, 12, 30), "-7d"),
@@ -116,8 +122,9 @@ def test_no_idle_reminders_without_a_limit() -> None:
 
 
 def _slot(offset: str, day: int, kind: str = "expiry", target: int = 10) -> Slot:
-    return Slot(local_instant(date(2026, 12, day), TEN, ALMATY), kind,
-                date(2026, 12, target), offset)
+    return Slot(
+        local_instant(date(2026, 12, day), TEN, ALMATY), kind, date(2026, 12, target), offset
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,8 +138,15 @@ def _slot(offset: str, day: int, kind: str = "expiry", target: int = 10) -> Slot
     ],
 )
 def test_catch_up_sends_only_the_most_urgent_due_slot(now: datetime, expected: list[str]) -> None:
-    pending = [_slot("-7d", 3), _slot("-3d", 7), _slot("-1d", 9), _slot("0d", 10),
-               _slot("+1d", 11), _slot("+3d", 13), _slot("+7d", 17)]
+    pending = [
+        _slot("-7d", 3),
+        _slot("-3d", 7),
+        _slot("-1d", 9),
+        _slot("0d", 10),
+        _slot("+1d", 11),
+        _slot("+3d", 13),
+        _slot("+7d", 17),
+    ]
     assert [s.offset for s in select_due(pending, now)] == expected
 
 
@@ -154,8 +168,11 @@ QUIET = QuietHours(time(22, 0), time(8, 0))
         (datetime(2026, 12, 1, 22, 0), QUIET, datetime(2026, 12, 2, 8, 0)),  # at the start
         (datetime(2026, 12, 2, 8, 0), QUIET, datetime(2026, 12, 2, 8, 0)),  # at the end
         (datetime(2026, 12, 31, 23, 30), QUIET, datetime(2027, 1, 1, 8, 0)),  # year end
-        (datetime(2026, 12, 1, 13, 0), QuietHours(time(12, 0), time(14, 0)),
-         datetime(2026, 12, 1, 14, 0)),  # same-day window
+        (
+            datetime(2026, 12, 1, 13, 0),
+            QuietHours(time(12, 0), time(14, 0)),
+            datetime(2026, 12, 1, 14, 0),
+        ),  # same-day window
         (datetime(2026, 12, 1, 10, 0), None, datetime(2026, 12, 1, 10, 0)),
     ],
 )

@@ -39,7 +39,7 @@ class App:
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
         self.loaded = loaded
-        self.catalogue: Catalogue = load_catalogue(loaded.config.operators)
+        self.catalogue: Catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
         url = resolve_database_url(loaded.config.database, loaded.path.parent, self.env)
         self.database: Database = open_database(url)
         self.stopping = threading.Event()
@@ -110,7 +110,7 @@ class App:
             )
             return False
         self.loaded = loaded
-        self.catalogue = load_catalogue(loaded.config.operators)
+        self.catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
         self.channels = Channels(loaded.config.channels)
         self.deliverer.channels = self.channels
         self.deliverer.catalogue = self.catalogue

@@ -62,9 +62,10 @@ def _configure_logging(verbose: int) -> None:
         stream=sys.stderr,
     )
     if level > logging.DEBUG:
-        # APScheduler logs every job run at INFO; that is noise for a daemon that runs
-        # its jobs every few seconds.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # These log every job run, migration step and send at INFO: noise for a daemon
+        # that runs its jobs every few seconds and logs its own one line per send.
+        for noisy in ("apscheduler", "alembic", "apprise"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:

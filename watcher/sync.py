@@ -51,9 +51,8 @@ def sync_config(
     users = _sync_users(session, config)
     existing = {row.id: row for row in session.scalars(select(SimRow))}
     added = updated = rescheduled = 0
-    seen: set[str] = set()
+    seen: dict[str, tuple[SimRow, str, bool]] = {}
     for user, sim in config.sims():
-        seen.add(sim.id)
         row = existing.get(sim.id)
         fresh = row is None
         if row is None:
@@ -65,7 +64,10 @@ def sync_config(
             updated += 1
         idle_limit = sim.idle_limit or catalogue.get(sim.operator).idle_limit
         row.idle_limit = str(idle_limit) if idle_limit else None
-        if reschedule(session, row, users[user.name], fresh=fresh):
+        seen[sim.id] = (row, user.name, fresh)
+    session.flush()  # SIM rows first: their slots refer to them
+    for row, user_name, fresh in seen.values():
+        if reschedule(session, row, users[user_name], fresh=fresh):
             rescheduled += 1
     deactivated = 0
     for sim_id, row in existing.items():

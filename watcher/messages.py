@@ -1,0 +1,469 @@
+"""Message texts in the user's language.
+
+Every language is one :class:`_Language` record: month names, how a date and a number
+of days are written, and a flat table of templates. The functions below only choose
+template keys; adding a language means adding a record, not touching the logic. An
+unknown language falls back to English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from watcher.catalogue import LANGUAGES, Operator, resolve_language
+
+__all__ = [
+    "LANGUAGES",
+    "Message",
+    "ReminderFacts",
+    "ReminderKind",
+    "format_date",
+    "format_days",
+    "format_money",
+    "render_dead_letter",
+    "render_reminder",
+    "render_test",
+]
+
+ReminderKind = Literal["expiry", "balance", "idle", "low_balance"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A notification ready for a channel: a short title and a plain-text body."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ReminderFacts:
+    """Everything a reminder says; dates are already in the user's time zone."""
+
+    kind: ReminderKind
+    sim_id: str
+    label: str  # the plan name if given, else the SIM id
+    masked_number: str  # "+7 701 *** ** 67"
+    operator: Operator
+    target: date  # expiry date, balance-check due date, or idle deadline
+    today: date  # today in the user's time zone (days left = target - today)
+    last_balance_check: date | None = None
+    balance: Decimal | None = None  # last recorded balance, if any
+    low_balance: Decimal | None = None  # the user's threshold, if any
+
+
+def _russian_plural(count: int, one: str, few: str, many: str) -> str:
+    """The noun form after ``count``: 1 день, 2 дня, 5 дней, 11 дней, 21 день."""
+    count = abs(count)
+    if count % 10 == 1 and count % 100 != 11:
+        return one
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return few
+    return many
+
+
+@dataclass(frozen=True)
+class _Language:
+    months: tuple[str, ...]  # January first, in the form a date uses (Russian: genitive)
+    date: str  # with {day}, {month}, {year}
+    days: Callable[[int], str]  # "5 days": the count with its noun
+    sim: str  # how a SIM is named in a sentence, from {label}, {number}, {operator}
+    thousands: str  # separators for format_money
+    decimal: str
+    sentence_gap: str  # what goes between two sentences of a paragraph
+    templates: Mapping[str, str]
+
+
+# Template keys: "<kind>.<state>" and "<kind>.title.<state>" with state future/today/past,
+# the extra sentences of balance and low_balance reminders, and the test message.
+# Placeholders: {sim} {label} {date} {days} {last} {balance} {threshold} {channel}.
+
+_EN = _Language(
+    months=(
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    date="{day} {month} {year}",
+    days=lambda n: f"{n} day" if n == 1 else f"{n} days",
+    sim="{label} ({number}, {operator})",
+    thousands=",",
+    decimal=".",
+    sentence_gap=" ",
+    templates={
+        "expiry.title.future": "{label}: expires in {days}",
+        "expiry.title.today": "{label}: expires today",
+        "expiry.title.past": "{label}: expired {days} ago",
+        "expiry.future": "{sim} expires in {days}, on {date}.",
+        "expiry.today": "{sim} expires today, {date}.",
+        "expiry.past": "{sim} expired {days} ago, on {date}. Renew now to keep the number.",
+        "balance.title.future": "{label}: check the balance in {days}",
+        "balance.title.today": "{label}: check the balance today",
+        "balance.title.past": "{label}: balance check overdue",
+        "balance.future": "A balance check of {sim} is due in {days}, on {date}.",
+        "balance.today": "A balance check of {sim} is due today, {date}.",
+        "balance.past": "A balance check of {sim} was due {days} ago, on {date}.",
+        "balance.last": "Last balance check: {last}.",
+        "balance.none": "No balance check recorded yet.",
+        "balance.low": (
+            "The last recorded balance, {balance}, is below your threshold of {threshold}."
+        ),
+        "idle.title.future": "{label}: number at risk in {days}",
+        "idle.title.today": "{label}: number at risk today",
+        "idle.title.past": "{label}: number at risk",
+        "idle.future": (
+            "{sim} may be reclaimed for inactivity in {days}, on {date}. Make a paid action "
+            "before then, such as a top-up or a paid service, to keep the number."
+        ),
+        "idle.today": (
+            "{sim} may be reclaimed for inactivity today, {date}. Make a paid action today, "
+            "such as a top-up or a paid service, to keep the number."
+        ),
+        "idle.past": (
+            "The inactivity deadline of {sim} passed {days} ago, on {date}. Make a paid "
+            "action now, such as a top-up; the number may already be at risk."
+        ),
+        "low_balance.title.future": "{label}: low balance",
+        "low_balance.title.today": "{label}: low balance",
+        "low_balance.title.past": "{label}: low balance",
+        "low_balance.amounts": (
+            "The recorded balance of {sim} is {balance}, below your threshold of {threshold}."
+        ),
+        "low_balance.unknown": "The recorded balance of {sim} is below your threshold.",
+        "low_balance.future": "Top up before the monthly fee on {date}, in {days}.",
+        "low_balance.today": "The monthly fee is due today, {date}: top up now.",
+        "low_balance.past": "The monthly fee was due {days} ago, on {date}: top up now.",
+        "test.title": "SIM Watcher: test notification",
+        "test.body": (
+            'This is a test notification from SIM Watcher to the channel "{channel}". '
+            "If you can read it, the channel works."
+        ),
+    },
+)
+
+_RU = _Language(
+    months=(
+        "января",
+        "февраля",
+        "марта",
+        "апреля",
+        "мая",
+        "июня",
+        "июля",
+        "августа",
+        "сентября",
+        "октября",
+        "ноября",
+        "декабря",
+    ),
+    date="{day} {month} {year}",
+    days=lambda n: f"{n} {_russian_plural(n, 'день', 'дня', 'дней')}",
+    sim="{label} ({number}, {operator})",
+    thousands="\u00a0",  # a no-break space, so 1 500 never breaks across lines
+    decimal=",",
+    sentence_gap=" ",
+    templates={
+        "expiry.title.future": "{label}: срок истекает через {days}",
+        "expiry.title.today": "{label}: срок истекает сегодня",
+        "expiry.title.past": "{label}: срок истёк {days} назад",
+        "expiry.future": "{sim}: срок действия истекает через {days}, {date}.",
+        "expiry.today": "{sim}: срок действия истекает сегодня, {date}.",
+        "expiry.past": (
+            "{sim}: срок действия истёк {days} назад, {date}. "
+            "Продлите сейчас, чтобы сохранить номер."
+        ),
+        "balance.title.future": "{label}: проверьте баланс через {days}",
+        "balance.title.today": "{label}: проверьте баланс сегодня",
+        "balance.title.past": "{label}: проверка баланса просрочена",
+        "balance.future": "{sim}: проверить баланс нужно через {days}, {date}.",
+        "balance.today": "{sim}: проверить баланс нужно сегодня, {date}.",
+        "balance.past": "{sim}: проверка баланса просрочена на {days}, срок был {date}.",
+        "balance.last": "Последняя проверка баланса: {last}.",
+        "balance.none": "Проверок баланса пока не записано.",
+        "balance.low": "Последний записанный баланс, {balance}, ниже вашего порога {threshold}.",
+        "idle.title.future": "{label}: номер под угрозой через {days}",
+        "idle.title.today": "{label}: номер под угрозой сегодня",
+        "idle.title.past": "{label}: номер под угрозой",
+        "idle.future": (
+            "{sim}: номер могут отозвать за неактивность через {days}, {date}. Чтобы сохранить "
+            "номер, до этого совершите платное действие, например пополните баланс или "
+            "воспользуйтесь платной услугой."
+        ),
+        "idle.today": (
+            "{sim}: номер могут отозвать за неактивность сегодня, {date}. Чтобы сохранить "
+            "номер, совершите платное действие сегодня, например пополните баланс или "
+            "воспользуйтесь платной услугой."
+        ),
+        "idle.past": (
+            "{sim}: срок неактивности истёк {days} назад, {date}. Совершите платное действие "
+            "прямо сейчас, например пополните баланс: номер уже может быть под угрозой."
+        ),
+        "low_balance.title.future": "{label}: низкий баланс",
+        "low_balance.title.today": "{label}: низкий баланс",
+        "low_balance.title.past": "{label}: низкий баланс",
+        "low_balance.amounts": "{sim}: записанный баланс {balance} ниже вашего порога {threshold}.",
+        "low_balance.unknown": "{sim}: записанный баланс ниже вашего порога.",
+        "low_balance.future": "Пополните баланс до ежемесячного списания: {date}, через {days}.",
+        "low_balance.today": (
+            "Ежемесячная плата списывается сегодня, {date}: пополните баланс сейчас."
+        ),
+        "low_balance.past": (
+            "Ежемесячная плата должна была списаться {days} назад, {date}: пополните баланс сейчас."
+        ),
+        "test.title": "SIM Watcher: тестовое уведомление",
+        "test.body": (
+            "Это тестовое уведомление SIM Watcher для канала «{channel}». "
+            "Если вы его видите, канал работает."
+        ),
+    },
+)
+
+_ZH = _Language(
+    months=tuple(str(month) for month in range(1, 13)),
+    date="{year}年{month}月{day}日",
+    days=lambda n: f"{n}天",
+    sim="{label}（{number}，{operator}）",
+    thousands=",",
+    decimal=".",
+    sentence_gap="",  # Chinese puts no space after a full stop
+    templates={
+        "expiry.title.future": "{label}：{days}后到期",
+        "expiry.title.today": "{label}：今天到期",
+        "expiry.title.past": "{label}：已过期{days}",
+        "expiry.future": "{sim}将在{days}后到期：{date}。",
+        "expiry.today": "{sim}今天到期：{date}。",
+        "expiry.past": "{sim}已于{days}前到期：{date}。请立即续费以保留号码。",
+        "balance.title.future": "{label}：{days}后查询余额",
+        "balance.title.today": "{label}：今天查询余额",
+        "balance.title.past": "{label}：余额查询已逾期",
+        "balance.future": "{sim}需在{days}后查询余额：{date}。",
+        "balance.today": "{sim}今天需要查询余额：{date}。",
+        "balance.past": "{sim}的余额查询已逾期{days}：{date}。",
+        "balance.last": "上次查询余额：{last}。",
+        "balance.none": "尚无余额查询记录。",
+        "balance.low": "最近记录的余额 {balance} 低于您设定的阈值 {threshold}。",
+        "idle.title.future": "{label}：号码{days}后有被收回风险",
+        "idle.title.today": "{label}：号码今天有被收回风险",
+        "idle.title.past": "{label}：号码有被收回风险",
+        "idle.future": (
+            "{sim}可能因长期未使用在{days}后被收回：{date}。"
+            "请在此之前进行一次付费操作，例如充值或使用付费服务，以保留号码。"
+        ),
+        "idle.today": (
+            "{sim}可能在今天因长期未使用被收回：{date}。"
+            "请今天进行一次付费操作，例如充值或使用付费服务，以保留号码。"
+        ),
+        "idle.past": (
+            "{sim}的未使用期限已于{days}前到期：{date}。"
+            "请立即进行一次付费操作，例如充值；号码可能已有被收回的风险。"
+        ),
+        "low_balance.title.future": "{label}：余额不足",
+        "low_balance.title.today": "{label}：余额不足",
+        "low_balance.title.past": "{label}：余额不足",
+        "low_balance.amounts": "{sim}记录的余额 {balance} 低于您设定的阈值 {threshold}。",
+        "low_balance.unknown": "{sim}记录的余额低于您设定的阈值。",
+        "low_balance.future": "请在月费扣款前充值：{date}，还有{days}。",
+        "low_balance.today": "月费今天扣款：{date}，请立即充值。",
+        "low_balance.past": "月费已于{days}前到期：{date}，请立即充值。",
+        "test.title": "SIM Watcher：测试通知",
+        "test.body": (
+            "这是 SIM Watcher 发往渠道“{channel}”的测试通知。"
+            "如果您能看到这条消息，说明该渠道工作正常。"
+        ),
+    },
+)
+
+# Kazakh: a noun after a numeral stays singular (5 күн), and sentences put the date
+# after a dash in the nominative so that no case ending has to agree with it.
+_KK = _Language(
+    months=(
+        "қаңтар",
+        "ақпан",
+        "наурыз",
+        "сәуір",
+        "мамыр",
+        "маусым",
+        "шілде",
+        "тамыз",
+        "қыркүйек",
+        "қазан",
+        "қараша",
+        "желтоқсан",
+    ),
+    date="{year} жылғы {day} {month}",
+    days=lambda n: f"{n} күн",
+    sim="{label} ({number}, {operator})",
+    thousands="\u00a0",
+    decimal=",",
+    sentence_gap=" ",
+    templates={
+        "expiry.title.future": "{label}: мерзімі {days}нен кейін бітеді",
+        "expiry.title.today": "{label}: мерзімі бүгін бітеді",
+        "expiry.title.past": "{label}: мерзімі {days} бұрын бітті",
+        "expiry.future": "{sim}: мерзімі {days}нен кейін аяқталады — {date}.",
+        "expiry.today": "{sim}: мерзімі бүгін аяқталады — {date}.",
+        "expiry.past": (
+            "{sim}: мерзімі {days} бұрын аяқталды — {date}. "
+            "Нөмірді сақтап қалу үшін оны қазір ұзартыңыз."
+        ),
+        "balance.title.future": "{label}: балансты {days}нен кейін тексеріңіз",
+        "balance.title.today": "{label}: балансты бүгін тексеріңіз",
+        "balance.title.past": "{label}: баланс тексерісі кешікті",
+        "balance.future": "{sim}: балансты {days}нен кейін тексеру керек — {date}.",
+        "balance.today": "{sim}: балансты бүгін тексеру керек — {date}.",
+        "balance.past": "{sim}: балансты тексеру мерзімі {days} бұрын өтті — {date}.",
+        "balance.last": "Соңғы тексеру: {last}.",
+        "balance.none": "Баланс тексерісі әлі жазылмаған.",
+        "balance.low": (
+            "Соңғы жазылған баланс ({balance}) сіз белгілеген шектен ({threshold}) төмен."
+        ),
+        "idle.title.future": "{label}: нөмір {days}нен кейін қауіпте",
+        "idle.title.today": "{label}: нөмір бүгін қауіпте",
+        "idle.title.past": "{label}: нөмір қауіпте",
+        "idle.future": (
+            "{sim}: нөмір пайдаланылмағаны үшін {days}нен кейін қайтарып алынуы мүмкін — "
+            "{date}. Нөмірді сақтау үшін оған дейін ақылы әрекет жасаңыз, мысалы, балансты "
+            "толтырыңыз немесе ақылы қызметті пайдаланыңыз."
+        ),
+        "idle.today": (
+            "{sim}: нөмір пайдаланылмағаны үшін бүгін қайтарып алынуы мүмкін — {date}. "
+            "Нөмірді сақтау үшін бүгін ақылы әрекет жасаңыз, мысалы, балансты толтырыңыз "
+            "немесе ақылы қызметті пайдаланыңыз."
+        ),
+        "idle.past": (
+            "{sim}: пайдаланбау мерзімі {days} бұрын өтті — {date}. Дереу ақылы әрекет "
+            "жасаңыз, мысалы, балансты толтырыңыз: нөмір қауіпте болуы мүмкін."
+        ),
+        "low_balance.title.future": "{label}: баланс төмен",
+        "low_balance.title.today": "{label}: баланс төмен",
+        "low_balance.title.past": "{label}: баланс төмен",
+        "low_balance.amounts": (
+            "{sim}: жазылған баланс {balance}, бұл сіз белгілеген {threshold} шегінен төмен."
+        ),
+        "low_balance.unknown": "{sim}: жазылған баланс сіз белгілеген шектен төмен.",
+        "low_balance.future": (
+            "Ай сайынғы төлемге дейін балансты толтырыңыз — {date}, {days} қалды."
+        ),
+        "low_balance.today": "Ай сайынғы төлем бүгін алынады — {date}: балансты қазір толтырыңыз.",
+        "low_balance.past": (
+            "Ай сайынғы төлем мерзімі {days} бұрын өтті — {date}: балансты қазір толтырыңыз."
+        ),
+        "test.title": "SIM Watcher: сынақ хабарламасы",
+        "test.body": (
+            "Бұл — «{channel}» арнасына жіберілген SIM Watcher сынақ хабарламасы. "
+            "Оны оқи алсаңыз, арна жұмыс істейді."
+        ),
+    },
+)
+
+_LANGUAGE_DATA: Mapping[str, _Language] = {"en": _EN, "ru": _RU, "zh": _ZH, "kk": _KK}
+
+
+def _data(language: str) -> _Language:
+    return _LANGUAGE_DATA[resolve_language(language)]
+
+
+def format_date(day: date, language: str) -> str:
+    """``day`` as people write it: 1 December 2026, 1 декабря 2026, 2026年12月1日..."""
+    data = _data(language)
+    return data.date.format(day=day.day, month=data.months[day.month - 1], year=day.year)
+
+
+def format_days(count: int, language: str) -> str:
+    """A number of days with the right noun form: 1 day, 2 дня, 5 дней, 3天, 5 күн."""
+    return _data(language).days(count)
+
+
+def format_money(amount: Decimal, language: str) -> str:
+    """An amount with the language's separators: 1,500.50 or 1 500,50. No currency:
+    SIM Watcher records balances as the user typed them."""
+    data = _data(language)
+    english = f"{amount:,f}"
+    return "".join(
+        data.thousands if char == "," else data.decimal if char == "." else char for char in english
+    )
+
+
+def render_reminder(facts: ReminderFacts, language: str) -> Message:
+    """The reminder for ``facts`` in ``language`` (English if it is not supported)."""
+    lang = resolve_language(language)
+    data = _LANGUAGE_DATA[lang]
+    left = (facts.target - facts.today).days
+    state = "future" if left > 0 else "today" if left == 0 else "past"
+    values = {
+        "label": facts.label,
+        "sim": data.sim.format(
+            label=facts.label, number=facts.masked_number, operator=facts.operator.name
+        ),
+        "date": format_date(facts.target, lang),
+        "days": format_days(abs(left), lang),
+        "last": format_date(facts.last_balance_check, lang) if facts.last_balance_check else "",
+        "balance": format_money(facts.balance, lang) if facts.balance is not None else "",
+        "threshold": format_money(facts.low_balance, lang) if facts.low_balance is not None else "",
+    }
+    keys: list[str]
+    if facts.kind == "balance":
+        keys = [f"balance.{state}", "balance.last" if facts.last_balance_check else "balance.none"]
+        if _below(facts.balance, facts.low_balance):
+            keys.append("balance.low")
+        instructions = facts.operator.balance_instructions(lang)
+    else:
+        if facts.kind == "low_balance":
+            amounts_known = facts.balance is not None and facts.low_balance is not None
+            keys = ["low_balance.amounts" if amounts_known else "low_balance.unknown"]
+            keys.append(f"low_balance.{state}")
+        else:
+            keys = [f"{facts.kind}.{state}"]
+        instructions = facts.operator.renew_instructions(lang)
+
+    # format_map fills our placeholders only; braces inside the values are left alone.
+    situation = data.sentence_gap.join(data.templates[key].format_map(values) for key in keys)
+    title = data.templates[f"{facts.kind}.title.{state}"].format_map(values)
+    return Message(title=title, body=f"{situation}\n\n{instructions}")
+
+
+def _below(balance: Decimal | None, threshold: Decimal | None) -> bool:
+    return balance is not None and threshold is not None and balance < threshold
+
+
+def render_test(language: str, channel: str) -> Message:
+    """A test notification naming the channel by its configured name."""
+    data = _data(language)
+    values = {"channel": _safe_channel_name(channel)}
+    return Message(
+        title=data.templates["test.title"].format_map(values),
+        body=data.templates["test.body"].format_map(values),
+    )
+
+
+def render_dead_letter(channel: str, title: str, first_attempt: str, error: str) -> Message:
+    """The English admin notice for a message SIM Watcher gave up delivering."""
+    name = _safe_channel_name(channel)
+    return Message(
+        title=f"SIM Watcher: gave up delivering to {name}",
+        body=(
+            f'A message titled "{title}" could not be delivered to channel {name} since '
+            f"{first_attempt}. Last error: {error}. SIM Watcher has given up on it and will "
+            "not try again."
+        ),
+    )
+
+
+def _safe_channel_name(channel: str) -> str:
+    # Callers pass the channel's name; should a URL slip through, its secrets must not.
+    if "://" in channel:
+        return channel.split("://", 1)[0] + "://***"
+    return channel
