@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -52,32 +51,6 @@ def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any)
     return True
 
 
-class _PerThreadLog(logging.Handler):
-    """Collects Apprise's warnings per thread, so each failed send knows its own reason."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self._local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        lines: list[str] | None = getattr(self._local, "lines", None)
-        if lines is not None:
-            lines.append(record.getMessage())
-
-    @contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        lines: list[str] = []
-        self._local.lines = lines
-        try:
-            yield lines
-        finally:
-            self._local.lines = None
-
-
-_apprise_log = _PerThreadLog()
-logging.getLogger("apprise").addHandler(_apprise_log)
-
-
 def retry_delay(attempts: int, rng: random.Random) -> timedelta:
     """Backoff after the ``attempts``-th failure: 1 min doubling to 6 h, ±20 % jitter."""
     base: timedelta = min(FIRST_RETRY * 2 ** min(attempts - 1, 20), MAX_RETRY)
@@ -99,8 +72,6 @@ class Channels:
         for name, urls in channels.items():
             for i, url in enumerate(urls):
                 self._urls[name if i == 0 else f"{name}#{i + 1}"] = url.strip()
-        self._lock = threading.Lock()
-        self._apprise: dict[str, apprise.Apprise] = {}
 
     def targets(self, name: str) -> list[str]:
         return [t for t in self._urls if t == name or t.startswith(f"{name}#")]
@@ -116,25 +87,31 @@ class Channels:
         url = self._urls.get(target)
         if url is None:
             return SendResult(False, f"channel {target!r} is no longer in the config")
-        with _apprise_log.capture() as lines:
+        try:
+            result = self._client(url).notify(title=message.title, body=message.body)
+        except Exception as exc:  # a plugin bug must not stop the other channels
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
             try:
-                ok = bool(self._client(target, url).notify(title=message.title, body=message.body))
-            except Exception as exc:  # a plugin bug must not stop the other channels
-                ok = False
-                lines.append(f"{type(exc).__name__}: {exc}")
-        if ok:
-            return SendResult(True)
-        reason = lines[-1] if lines else "the channel did not accept the message"
+                if result:
+                    return SendResult(True)
+                # Apprise keeps each attempt's own log lines on its result.
+                warnings = [
+                    entry.message
+                    for entry in result.logs()
+                    if entry.level in ("WARNING", "ERROR", "CRITICAL")
+                ]
+            finally:
+                result.close()
+            reason = warnings[-1] if warnings else "the channel did not accept the message"
         return SendResult(False, scrub(reason, url_secrets(url))[:500])
 
-    def _client(self, target: str, url: str) -> apprise.Apprise:
-        with self._lock:
-            client = self._apprise.get(target)
-            if client is None:
-                client = apprise.Apprise()
-                client.add("console://" if url == CONSOLE_URL else url)
-                self._apprise[target] = client
-            return client
+    def _client(self, url: str) -> apprise.Apprise:
+        # A fresh client per send: Apprise throttles repeated sends through one plugin
+        # instance (about 5 s apart for e-mail), which would serialise our workers.
+        client = apprise.Apprise()
+        client.add("console://" if url == CONSOLE_URL else url)
+        return client
 
 
 @dataclass

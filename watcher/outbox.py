@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Insert, func, select
+from sqlalchemy import Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,10 +35,10 @@ def insert_ignoring_duplicates(session: Session) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> int:
-    """Add messages unless already there (same dedup key and channel); return rows added."""
+def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> None:
+    """Add messages unless already there (same dedup key and channel)."""
     if not messages:
-        return 0
+        return
     insert = insert_ignoring_duplicates(session)
     statement: Insert = insert(OutboxRow).on_conflict_do_nothing(
         index_elements=["dedup_key", "channel"]
@@ -61,8 +61,7 @@ def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> 
         }
         for message in messages
     ]
-    result = cast(CursorResult[Any], session.execute(statement, values))
-    return max(result.rowcount, 0)
+    session.execute(statement, values)
 
 
 def for_targets(targets: Iterable[str], template: NewMessage) -> list[NewMessage]:
