@@ -131,7 +131,8 @@ def test_environment_default_is_used_when_unset() -> None:
         (
             "id: bob-tele2",
             "id: alice-kcell",
-            "cfg.yaml: users[1].sims[0].id: SIM id 'alice-kcell' is already used at users[0].sims[0]",
+            "cfg.yaml: users[1].sims[0].id: SIM id 'alice-kcell' is already used at "
+            "users[0].sims[0]",
         ),
         (
             "    language: ru",

@@ -26,7 +26,6 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from watcher.catalogue import OperatorEntry
@@ -270,36 +269,6 @@ class Config(_Model):
                     )
         return value
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> Config:
-        problems: list[str] = []
-        known = set(self.channels)
-        for i, name in enumerate(self.admin):
-            if name not in known:
-                problems.append(f"admin[{i}]: unknown channel {name!r}{_known(known)}")
-        seen_users: set[str] = set()
-        seen_sims: dict[str, str] = {}
-        for u, user in enumerate(self.users):
-            if user.name in seen_users:
-                problems.append(f"users[{u}].name: user {user.name!r} is defined twice")
-            seen_users.add(user.name)
-            for c, name in enumerate(user.notify):
-                if name not in known:
-                    problems.append(
-                        f"users[{u}].notify[{c}]: unknown channel {name!r}{_known(known)}"
-                    )
-            for s, sim in enumerate(user.sims):
-                where = f"users[{u}].sims[{s}]"
-                if sim.id in seen_sims:
-                    problems.append(
-                        f"{where}.id: SIM id {sim.id!r} is already used at {seen_sims[sim.id]}"
-                    )
-                else:
-                    seen_sims[sim.id] = where
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
     def user_timezone(self, user: UserConfig) -> ZoneInfo:
         return user.timezone or self.timezone
 
@@ -373,12 +342,60 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     raw = _substitute(raw, "", env, file, issues)
     if issues:
         raise ConfigError(issues)
+    # Cross-references are checked on the raw data so they are reported even when
+    # some field is also invalid: `watcher check` lists every problem at once.
+    issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_issues_from(exc, file)) from None
+        issues = _issues_from(exc, file) + issues
     except RecursionError:
-        raise ConfigError([ConfigIssue(file, "", "YAML nests too deeply")]) from None
+        issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _cross_references(raw: dict[Any, Any]) -> list[tuple[str, str]]:
+    """Unknown channel names and duplicate user names or SIM ids, as (path, problem)."""
+    problems: list[tuple[str, str]] = []
+    channels = raw.get("channels")
+    known = {str(name) for name in channels} if isinstance(channels, dict) else set()
+
+    def check_names(names: object, where: str) -> None:
+        if isinstance(names, list):
+            for i, name in enumerate(names):
+                if isinstance(name, str) and name not in known:
+                    problems.append((f"{where}[{i}]", f"unknown channel {name!r}{_known(known)}"))
+
+    check_names(raw.get("admin"), "admin")
+    users = raw.get("users")
+    if not isinstance(users, list):
+        return problems
+    seen_users: set[str] = set()
+    seen_sims: dict[str, str] = {}
+    for u, user in enumerate(users):
+        if not isinstance(user, dict):
+            continue
+        name = user.get("name")
+        if isinstance(name, str):
+            if name in seen_users:
+                problems.append((f"users[{u}].name", f"user {name!r} is defined twice"))
+            seen_users.add(name)
+        check_names(user.get("notify"), f"users[{u}].notify")
+        sims = user.get("sims")
+        for s_index, sim in enumerate(sims if isinstance(sims, list) else []):
+            sim_id = sim.get("id") if isinstance(sim, dict) else None
+            if not isinstance(sim_id, str):
+                continue
+            where = f"users[{u}].sims[{s_index}]"
+            if sim_id in seen_sims:
+                problems.append(
+                    (f"{where}.id", f"SIM id {sim_id!r} is already used at {seen_sims[sim_id]}")
+                )
+            else:
+                seen_sims[sim_id] = where
+    return problems
 
 
 def _substitute(

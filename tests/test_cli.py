@@ -1,0 +1,180 @@
+"""The ``watcher`` command, called in-process with real files and a real database."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.servers import WebhookReceiver
+from watcher.cli import main
+from watcher.config import load_config
+from watcher.db import OutboxRow, ScheduleRow
+from watcher.db.engine import open_database
+
+TODAY = date.today()  # the CLI uses the real clock; dates are relative to it
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str, webhook: WebhookReceiver) -> Path:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        f"""
+timezone: UTC
+database: {db_url}
+remind_at: "00:00"
+channels:
+  hook: "{webhook.url("s3cr3t-token-123")}"
+  dead: "json://127.0.0.1:1/nothing-listens"
+users:
+  - name: alice
+    notify: [hook]
+    sims:
+      - id: alice-kcell
+        operator: kcell
+        number: "+77011234567"
+        expires: {TODAY - timedelta(days=2)}
+        remind_after: [1d, 3d]
+        balance_check_every: 14d
+        low_balance: 1500
+      - id: alice-norenew
+        operator: tele2
+        number: "+77071234567"
+        expires: {TODAY + timedelta(days=20)}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_check_reports_ok_with_masked_urls(config_file: Path, capsys) -> None:
+    assert run("check", "-c", str(config_file)) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out
+    assert "s3cr3t-token-123" not in out
+    assert "+77011234567" not in out
+    assert "+7 701 *** ** 67" in out
+
+
+def test_check_on_a_bad_config_exits_2_naming_every_field(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "channels: {c: 'console://'}\nusers:\n  - name: a\n    notify: [c, nope]\n"
+        "    sims:\n      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-13-45}\n",
+        encoding="utf-8",
+    )
+    assert run("check", "-c", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {bad}: users[0].sims[0].expires: expected a date" in err
+    assert f"error: {bad}: users[0].notify[1]: unknown channel 'nope'" in err
+    assert "Traceback" not in err
+
+
+def test_config_defaults_to_the_environment_variable(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("WATCHER_CONFIG", str(config_file))
+    assert run("check") == 0
+    assert str(config_file) in capsys.readouterr().out
+
+
+def test_once_delivers_the_overdue_nag_and_renew_stops_the_nags(
+    config_file: Path, webhook: WebhookReceiver, capsys
+) -> None:
+    assert run("run", "--once", "-c", str(config_file)) == 0
+    assert len(webhook.received) == 2  # the overdue nag and the first balance check
+    assert run("renew", "alice-kcell", "--for", "30d", "-c", str(config_file)) == 0
+    out = capsys.readouterr().out
+    assert f"renewed until {TODAY + timedelta(days=30)}" in out
+    loaded = load_config(config_file)
+    database = open_database(str(loaded.config.database))
+    try:
+        with database.session() as session:
+            old_targets = session.scalars(
+                select(ScheduleRow).where(
+                    ScheduleRow.sim_id == "alice-kcell",
+                    ScheduleRow.kind == "expiry",
+                    ScheduleRow.status == "scheduled",
+                    ScheduleRow.target != TODAY + timedelta(days=30),
+                )
+            ).all()
+        assert old_targets == []
+    finally:
+        database.close()
+    assert run("status", "--json", "-c", str(config_file)) == 0
+    rows = {row["sim"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["alice-kcell"]["expires"] == str(TODAY + timedelta(days=30))
+    assert rows["alice-kcell"]["days_left"] == 30
+    assert rows["alice-kcell"]["number"] == "+7 701 *** ** 67"
+
+
+def test_renew_without_a_period_says_what_to_pass(config_file: Path, capsys) -> None:
+    assert run("renew", "alice-norenew", "-c", str(config_file)) == 2
+    err = capsys.readouterr().err
+    assert "has no renew_every" in err
+    assert "--for" in err
+
+
+def test_renew_until_sets_the_date(config_file: Path, capsys) -> None:
+    until = TODAY + timedelta(days=90)
+    assert run("renew", "alice-norenew", "--until", str(until), "-c", str(config_file)) == 0
+    assert f"renewed until {until}" in capsys.readouterr().out
+
+
+def test_unknown_sim_lists_the_known_ones(config_file: Path, capsys) -> None:
+    assert run("renew", "nosuch", "--for", "30d", "-c", str(config_file)) == 2
+    assert "known: alice-kcell, alice-norenew" in capsys.readouterr().err
+
+
+def test_low_balance_is_recorded_and_alerted(
+    config_file: Path, webhook: WebhookReceiver, capsys
+) -> None:
+    assert run("balance", "alice-kcell", "1 200,50", "-c", str(config_file)) == 0
+    assert "below your low_balance threshold" in capsys.readouterr().out
+    assert run("run", "--once", "-c", str(config_file)) == 0
+    low = [r.payload for r in webhook.received if r.payload["title"].endswith("low balance")]
+    assert len(low) == 1
+    assert "1,200.50, below your threshold of 1,500" in low[0]["message"]
+    loaded = load_config(config_file)
+    database = open_database(str(loaded.config.database))
+    try:
+        with database.session() as session:
+            kinds = set(session.scalars(select(OutboxRow.kind)))
+        assert "low_balance" in kinds
+    finally:
+        database.close()
+
+
+def test_notify_test_reports_which_channel_failed(config_file: Path, capsys) -> None:
+    assert run("notify-test", "-c", str(config_file)) == 1
+    out = capsys.readouterr().out
+    assert "ok      hook" in out
+    assert "FAILED  dead" in out
+    assert "s3cr3t-token-123" not in out
+
+
+def test_notify_test_of_one_channel(config_file: Path, webhook: WebhookReceiver, capsys) -> None:
+    assert run("notify-test", "hook", "-c", str(config_file)) == 0
+    assert len(webhook.received) == 1
+    assert run("notify-test", "nope", "-c", str(config_file)) == 2
+
+
+def test_init_writes_a_valid_starter_and_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "new.yaml"
+    assert run("init", "-c", str(path)) == 0
+    assert load_config(path, {}).config.users
+    assert run("init", "-c", str(path)) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_health_is_unhealthy_before_the_first_planning_pass(config_file: Path) -> None:
+    assert run("health", "-c", str(config_file)) == 1
+    assert run("run", "--once", "-c", str(config_file)) == 0
+    assert run("health", "-c", str(config_file)) == 0
