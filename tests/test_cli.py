@@ -67,7 +67,8 @@ def test_check_on_a_bad_config_exits_2_naming_every_field(tmp_path: Path, capsys
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "channels: {c: 'console://'}\nusers:\n  - name: a\n    notify: [c, nope]\n"
-        "    sims:\n      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-13-45}\n",
+        "    sims:\n"
+        "      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-13-45}\n",
         encoding="utf-8",
     )
     assert run("check", "-c", str(bad)) == 2
