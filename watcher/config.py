@@ -7,6 +7,7 @@ collected before :class:`~watcher.errors.ConfigError` is raised.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -419,7 +420,7 @@ def _substitute(
         return _ENV_REF.sub(replace, value)
     if isinstance(value, dict):
         return {
-            k: _substitute(v, f"{path}.{k}" if path else str(k), env, file, issues)
+            k: _substitute(v, _join_key(path, k), env, file, issues)
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -456,8 +457,16 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
         elif str(part).startswith("function-") or str(part) in ("list[str]", "str"):
             continue  # pydantic's names for union members / validators, not config keys
         else:
-            out += f".{part}" if out else str(part)
+            out = _join_key(out, part)
     return out
+
+
+def _join_key(path: str, key: object) -> str:
+    """``path.key``, or ``path["odd key"]`` when the key is not a plain word (keeps one line)."""
+    text = str(key)
+    if re.fullmatch(r"[\w-]+", text):
+        return f"{path}.{text}" if path else text
+    return f"{path}[{json.dumps(text, ensure_ascii=False)}]"
 
 
 def _yaml_position(exc: yaml.YAMLError) -> str:

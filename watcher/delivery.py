@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -239,17 +239,22 @@ class Deliverer:
 
     def _send_all(self, jobs: list[_Job]) -> DeliveryReport:
         report = DeliveryReport()
-        futures: dict[Future[SendResult], _Job] = {}
-        for job in jobs:
+        lock = threading.Lock()
+
+        def work(job: _Job) -> None:
+            # Each worker records its own send before it takes the next one, so at most
+            # one message per worker is ever sent but not yet marked.
             if self.stopping.is_set():
-                break  # left pending: sent after the restart
-            futures[self._pool.submit(self.channels.send, job.channel, job.message)] = job
-        for future in as_completed(futures):
-            job = futures[future]
-            self._record(job, future.result(), report)
+                return  # left claimed: released and sent at the next start
+            self._record(job, self.channels.send(job.channel, job.message), report, lock)
+
+        for _ in self._pool.map(work, jobs):
+            pass
         return report
 
-    def _record(self, job: _Job, result: SendResult, report: DeliveryReport) -> None:
+    def _record(
+        self, job: _Job, result: SendResult, report: DeliveryReport, lock: threading.Lock
+    ) -> None:
         now = self.clock.now()
         with self.database.session() as session:
             row = session.get(OutboxRow, job.row_id)
@@ -261,22 +266,26 @@ class Deliverer:
                 row.status = "sent"
                 row.sent_at = now
                 row.last_error = None
-                report.sent += 1
+                with lock:
+                    report.sent += 1
                 log.info("sent %s #%d to %s", row.kind, row.id, job.channel)
                 return
             row.first_attempt_at = row.first_attempt_at or now
             row.last_error = result.error
-            report.errors.append(f"{job.channel}: {result.error}")
             if now - row.first_attempt_at >= GIVE_UP_AFTER:
                 row.status = "dead"
-                report.dead += 1
+                with lock:
+                    report.dead += 1
+                    report.errors.append(f"{job.channel}: {result.error}")
                 log.error(
                     "gave up on %s #%d to %s: %s", row.kind, row.id, job.channel, result.error
                 )
                 self._report_dead(session, row, now)
             else:
                 row.next_attempt_at = now + retry_delay(row.attempts, self.rng)
-                report.failed += 1
+                with lock:
+                    report.failed += 1
+                    report.errors.append(f"{job.channel}: {result.error}")
                 log.warning(
                     "sending %s #%d to %s failed (attempt %d, next at %s): %s",
                     row.kind,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -70,3 +71,35 @@ def url_secrets(url: str) -> list[str]:
         if len(host) >= 20:  # telegram and similar put the token where a host would be
             found.append(host)
     return found
+
+
+class _ScrubSecrets(logging.Filter):
+    """Removes channel secrets from every log record, whichever library logged it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = scrub(message, self.secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+_scrubber = _ScrubSecrets()
+
+
+def hide_in_logs(urls: list[str]) -> None:
+    """Keep these URLs' secrets out of every log line, even at DEBUG (Apprise, urllib3...).
+
+    The filter sits on the root logger's handlers, which see every propagated record.
+    """
+    _scrubber.secrets = sorted(
+        {secret for url in urls for secret in url_secrets(url)}, key=len, reverse=True
+    )
+    for handler in logging.getLogger().handlers:
+        if _scrubber not in handler.filters:
+            handler.addFilter(_scrubber)
