@@ -419,10 +419,7 @@ def _substitute(
 
         return _ENV_REF.sub(replace, value)
     if isinstance(value, dict):
-        return {
-            k: _substitute(v, _join_key(path, k), env, file, issues)
-            for k, v in value.items()
-        }
+        return {k: _substitute(v, _join_key(path, k), env, file, issues) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}[{i}]", env, file, issues) for i, v in enumerate(value)]
     return value

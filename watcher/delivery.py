@@ -13,6 +13,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -56,6 +57,9 @@ def retry_delay(attempts: int, rng: random.Random) -> timedelta:
     base: timedelta = min(FIRST_RETRY * 2 ** min(attempts - 1, 20), MAX_RETRY)
     jittered: timedelta = base * rng.uniform(0.8, 1.2)
     return min(jittered, MAX_RETRY)
+
+
+_ASSET = apprise.AppriseAsset(async_mode=False)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ class Channels:
     def _client(self, url: str) -> apprise.Apprise:
         # A fresh client per send: Apprise throttles repeated sends through one plugin
         # instance (about 5 s apart for e-mail), which would serialise our workers.
-        client = apprise.Apprise()
+        # async_mode=False: we run the workers; Apprise's own per-call thread pool
+        # would only add a thread hand-off to every message.
+        client = apprise.Apprise(asset=_ASSET)
         client.add("console://" if url == CONSOLE_URL else url)
         return client
 
@@ -162,6 +168,11 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.stopping = stopping or threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+        # SQLite takes one writer at a time and makes the others sleep-and-retry; taking
+        # turns in-process is much cheaper. PostgreSQL needs no such turn-taking.
+        self._writing: AbstractContextManager[object] = (
+            threading.Lock() if database.is_sqlite else nullcontext()
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -256,20 +267,30 @@ class Deliverer:
         self, job: _Job, result: SendResult, report: DeliveryReport, lock: threading.Lock
     ) -> None:
         now = self.clock.now()
-        with self.database.session() as session:
+        if result.ok:
+            # The common case in one statement: this runs once per message sent.
+            with self._writing, self.database.engine.begin() as connection:
+                connection.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == job.row_id, OutboxRow.status == "pending")
+                    .values(
+                        status="sent",
+                        sent_at=now,
+                        attempts=OutboxRow.attempts + 1,
+                        claimed_at=None,
+                        last_error=None,
+                    )
+                )
+            with lock:
+                report.sent += 1
+            log.info("sent #%d to %s", job.row_id, job.channel)
+            return
+        with self._writing, self.database.session() as session:
             row = session.get(OutboxRow, job.row_id)
             if row is None or row.status != "pending":
                 return
             row.attempts += 1
             row.claimed_at = None
-            if result.ok:
-                row.status = "sent"
-                row.sent_at = now
-                row.last_error = None
-                with lock:
-                    report.sent += 1
-                log.info("sent %s #%d to %s", row.kind, row.id, job.channel)
-                return
             row.first_attempt_at = row.first_attempt_at or now
             row.last_error = result.error
             if now - row.first_attempt_at >= GIVE_UP_AFTER:
