@@ -185,3 +185,40 @@ def test_a_renewal_cancels_a_reminder_still_waiting_for_its_channel(
     assert webhook.received == []
     hook = next(row for row in outbox(app) if row.channel == "hook")
     assert hook.status == "cancelled"
+
+
+def test_only_claims_of_senders_that_died_are_released(db_url: str) -> None:
+    import os
+    import socket
+
+    from watcher.db.engine import open_database
+    from watcher.delivery import _owner, release_claims
+    from watcher.outbox import NewMessage, enqueue
+
+    host = socket.gethostname()
+    dead_pid = 2**22 + 12345  # above the kernel's pid range: no such process
+    owners = {
+        "live": _owner(),  # this process, e.g. a daemon next to `run --once`
+        "dead": f"{host}:{dead_pid}:0000aaaa",
+        "restarted": f"{host}:{os.getpid()}:0000bbbb",  # same pid, earlier run
+        "elsewhere": f"other-host:{dead_pid}:0000cccc",  # can't tell: lease expiry
+    }
+    database = open_database(db_url)
+    try:
+        with database.session() as session:
+            enqueue(
+                session,
+                [NewMessage(key, "hook", "admin", title=key, body=key) for key in owners],
+                TEN_ALMATY,
+            )
+            for row in session.scalars(select(OutboxRow)):
+                row.claimed_at = TEN_ALMATY
+                row.claimed_by = owners[row.dedup_key]
+        assert release_claims(database) == 2
+        with database.session() as session:
+            claimed = {
+                row.dedup_key for row in session.scalars(select(OutboxRow)) if row.claimed_by
+            }
+        assert claimed == {"live", "elsewhere"}
+    finally:
+        database.close()

@@ -18,7 +18,6 @@ from watcher.db.engine import Database, open_database, resolve_database_url
 from watcher.db.models import Heartbeat
 from watcher.delivery import Channels, Deliverer, DeliveryReport, report_to_admin
 from watcher.errors import ConfigError
-from watcher.masking import hide_in_logs
 from watcher.messages import Message
 from watcher.planner import plan_due
 from watcher.sync import SyncReport, sync_config
@@ -40,7 +39,6 @@ class App:
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
         self.loaded = loaded
-        hide_in_logs([url for urls in loaded.config.channels.values() for url in urls])
         self.catalogue: Catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
         url = resolve_database_url(loaded.config.database, loaded.path.parent, self.env)
         self.database: Database = open_database(url)
@@ -112,7 +110,6 @@ class App:
             )
             return False
         self.loaded = loaded
-        hide_in_logs([url for urls in loaded.config.channels.values() for url in urls])
         self.catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
         self.channels = Channels(loaded.config.channels)
         self.deliverer.channels = self.channels

@@ -24,7 +24,7 @@ from watcher.db.models import Event, Heartbeat, OutboxRow, SimRow, UserChannel, 
 from watcher.delivery import cancel_pending, send_test
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
-from watcher.masking import hide_in_logs, mask_phone, mask_url
+from watcher.masking import mask_phone, mask_url
 from watcher.messages import render_test
 from watcher.outbox import NewMessage, enqueue
 from watcher.schedule import balance_target, idle_deadline, renewed_expiry
@@ -369,7 +369,6 @@ def _notify_test(args: argparse.Namespace) -> int:
     loaded = load_config(_config_path(args))
     from watcher.delivery import Channels
 
-    hide_in_logs([url for urls in loaded.config.channels.values() for url in urls])
     channels = Channels(loaded.config.channels)
     names = [args.channel] if args.channel else list(loaded.config.channels)
     if args.channel and args.channel not in loaded.config.channels:

@@ -32,7 +32,7 @@ from pydantic import (
 from watcher.catalogue import OperatorEntry
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
-from watcher.masking import mask_url
+from watcher.masking import hide_in_logs, mask_url
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -343,6 +343,8 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     raw = _substitute(raw, "", env, file, issues)
     if issues:
         raise ConfigError(issues)
+    # Validating a channel URL makes Apprise log it at DEBUG: hide its secrets first.
+    hide_in_logs(_raw_urls(raw.get("channels")))
     # Cross-references are checked on the raw data so they are reported even when
     # some field is also invalid: `watcher check` lists every problem at once.
     issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]
@@ -355,6 +357,15 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     if issues:
         raise ConfigError(issues)
     return config
+
+
+def _raw_urls(channels: object) -> list[str]:
+    if not isinstance(channels, dict):
+        return []
+    values = [
+        v for value in channels.values() for v in (value if isinstance(value, list) else [value])
+    ]
+    return [value for value in values if isinstance(value, str)]
 
 
 def _cross_references(raw: dict[Any, Any]) -> list[tuple[str, str]]:

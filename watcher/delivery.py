@@ -9,8 +9,11 @@ is retried with exponential backoff and jitter (1 min doubling to a 6 h cap); af
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -40,9 +43,18 @@ FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(hours=6)
 GIVE_UP_AFTER = timedelta(hours=48)
 BATCH = 200
-# A claimed row is left alone by other senders for this long; a sender that died
-# mid-send releases its claims at its next start (see release_claims).
+# A claimed row is left alone by other senders for this long; claims of a sender
+# that died on this host are released at once by the next start (release_claims).
 CLAIM_LEASE = timedelta(minutes=5)
+
+
+# Tells this process from an earlier one with the same pid (a restarted container's
+# daemon is pid 1 every time).
+_RUN_TOKEN = uuid.uuid4().hex[:8]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_RUN_TOKEN}"
 
 
 @apprise_notification(on="console", name="SIM Watcher console")  # type: ignore[untyped-decorator,no-untyped-call]
@@ -220,6 +232,7 @@ class Deliverer:
                     message = self._render(session, row, user, now)
                     row.title, row.body = message.title, message.body
                 row.claimed_at = now
+                row.claimed_by = _owner()
                 jobs.append(_Job(row.id, row.channel, Message(row.title, row.body)))
         if held:
             log.info("%d messages held until quiet hours end", held)
@@ -278,6 +291,7 @@ class Deliverer:
                         sent_at=now,
                         attempts=OutboxRow.attempts + 1,
                         claimed_at=None,
+                        claimed_by=None,
                         last_error=None,
                     )
                 )
@@ -291,6 +305,7 @@ class Deliverer:
                 return
             row.attempts += 1
             row.claimed_at = None
+            row.claimed_by = None
             row.first_attempt_at = row.first_attempt_at or now
             row.last_error = result.error
             if now - row.first_attempt_at >= GIVE_UP_AFTER:
@@ -337,14 +352,45 @@ class Deliverer:
 
 
 def release_claims(database: Database) -> int:
-    """Free the rows a previous run of this daemon held when it died; they are sent again."""
+    """Free the rows held by senders on this host that are no longer running.
+
+    Their messages may or may not have gone out before the sender died; they are
+    sent again (the "at most the messages in flight" duplicates). Claims of live
+    senders (a daemon next to a ``run --once``) are left alone, and claims from
+    other hosts simply expire after CLAIM_LEASE.
+    """
+    host = socket.gethostname()
     with database.session() as session:
+        owners = session.scalars(
+            select(OutboxRow.claimed_by)
+            .where(OutboxRow.status == "pending", OutboxRow.claimed_by.is_not(None))
+            .distinct()
+        ).all()
+        dead = [owner for owner in owners if owner and _is_dead(owner, host)]
+        if not dead:
+            return 0
         result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.status == "pending", OutboxRow.claimed_at.is_not(None))
-            .values(claimed_at=None)
+            .where(OutboxRow.status == "pending", OutboxRow.claimed_by.in_(dead))
+            .values(claimed_at=None, claimed_by=None)
         )
         return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def _is_dead(owner: str, host: str) -> bool:
+    owner_host, pid_text, token = [*owner.rsplit(":", 2), "", ""][:3]
+    if owner_host != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return token != _RUN_TOKEN
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
 
 
 def report_to_admin(

@@ -11,23 +11,53 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, and_, exists, literal, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from watcher.db.models import OutboxRow, ScheduleRow, SimRow, UserChannel
-from watcher.outbox import insert_ignoring_duplicates
 
 log = logging.getLogger(__name__)
 
 
-def plan_due(session: Session, now: datetime) -> int:
-    """Write an outbox row per channel for every slot due at ``now``; return rows written."""
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_SCHEDULE = cast(Table, ScheduleRow.__table__)
+_COLUMNS = [
+    "dedup_key",
+    "channel",
+    "user_name",
+    "sim_id",
+    "kind",
+    "target",
+    "offset",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+]
+
+
+@cache
+def _statements(dialect: str) -> tuple[Executable, Executable]:
+    """The two planning statements, built once per dialect; ``:now`` is bound per pass."""
+    now = bindparam("now", type_=OutboxRow.created_at.type)
     slot = aliased(ScheduleRow, name="slot")
     later = aliased(ScheduleRow, name="later")
-    due = and_(slot.status == "scheduled", slot.due_at <= now)
     superseded = exists().where(
         later.sim_id == slot.sim_id,
         later.kind == slot.kind,
@@ -56,37 +86,31 @@ def plan_due(session: Session, now: datetime) -> int:
             slot.offset,
             literal("pending"),
             literal(0),
-            literal(now, OutboxRow.created_at.type),
-            literal(now, OutboxRow.next_attempt_at.type),
+            now,
+            now,
         )
         .select_from(slot)
         .join(SimRow, and_(SimRow.id == slot.sim_id, SimRow.active))
         .join(UserChannel, UserChannel.user_name == SimRow.user_name)
-        .where(due, ~superseded)
+        .where(slot.status == "scheduled", slot.due_at <= now, ~superseded)
     )
-    columns = [
-        "dedup_key",
-        "channel",
-        "user_name",
-        "sim_id",
-        "kind",
-        "target",
-        "offset",
-        "status",
-        "attempts",
-        "created_at",
-        "next_attempt_at",
-    ]
-    insert = insert_ignoring_duplicates(session)
-    statement = insert(OutboxRow).from_select(columns, rows).on_conflict_do_nothing()
-    written = cast(CursorResult[Any], session.execute(statement)).rowcount
-    marked_result = session.execute(
-        update(ScheduleRow)
-        .where(ScheduleRow.status == "scheduled", ScheduleRow.due_at <= now)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
+    # bulk insert's rows.
+    plan = insert(_OUTBOX).from_select(_COLUMNS, rows).on_conflict_do_nothing()
+    mark = (
+        update(_SCHEDULE)
+        .where(_SCHEDULE.c.status == "scheduled", _SCHEDULE.c.due_at <= now)
         .values(status="done")
-        .execution_options(synchronize_session=False)
     )
-    marked = cast(CursorResult[Any], marked_result).rowcount
+    return plan, mark
+
+
+def plan_due(session: Session, now: datetime) -> int:
+    """Write an outbox row per channel for every slot due at ``now``; return rows written."""
+    plan, mark = _statements(session.get_bind().dialect.name)
+    written = cast(CursorResult[Any], session.execute(plan, {"now": now})).rowcount
+    marked = cast(CursorResult[Any], session.execute(mark, {"now": now})).rowcount
     if marked:
         log.info("planned %d reminder slots into %d messages", marked, written)
     return written

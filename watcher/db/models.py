@@ -164,6 +164,7 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set while a sender holds the row, so two senders never take the same message.
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))  # "host:pid:run" of the sender
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

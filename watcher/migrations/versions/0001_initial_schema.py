@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("first_attempt_at", sa.DateTime(), nullable=True),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
         sa.Column("claimed_at", sa.DateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=100), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("dedup_key", "channel", name=op.f("uq_outbox_dedup_key_channel")),
