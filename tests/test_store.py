@@ -191,3 +191,18 @@ def test_sql_planner_agrees_with_the_pure_rule(database: Database, seed: int) ->
                 )
             }
         assert got == expected
+
+
+def test_processes_starting_together_migrate_without_tripping_over_each_other(
+    db_url: str,
+) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from watcher.db.engine import open_database; open_database(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors

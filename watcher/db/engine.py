@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from watcher.errors import DatabaseError
@@ -19,6 +26,7 @@ from watcher.errors import DatabaseError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_LOCK_KEY = 0x5157_4154  # PostgreSQL advisory lock taken while migrating ("SWAT")
 
 
 def default_database_url(env: Mapping[str, str] | None = None) -> str:
@@ -84,22 +92,47 @@ class Database:
             yield session
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (what ``watcher db upgrade`` does)."""
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
+        """Bring the schema to the newest revision (what ``watcher db upgrade`` does).
 
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        Cheap when already there (one SELECT), so every command can call it. Processes
+        starting together (the daemon and a CLI command, two containers) take turns:
+        PostgreSQL through an advisory lock, SQLite through its write lock, and a
+        loser of the first-creation race on SQLite re-checks instead of failing.
+        """
         try:
-            with self.engine.begin() as connection:
-                cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "head")
+            for attempt in range(3):
+                try:
+                    self._upgrade()
+                    return
+                except (OperationalError, IntegrityError):
+                    if attempt == 2 or not self.is_sqlite:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))  # another process was creating tables
         except OperationalError as exc:
             raise DatabaseError(f"cannot open database {self.display_url}: {exc.orig}") from None
         except SQLAlchemyError as exc:
             raise DatabaseError(
-                f"cannot migrate database {self.display_url}: {type(exc).__name__}"
+                f"cannot migrate database {self.display_url}: {type(exc).__name__}: {exc.orig}"
+                if isinstance(exc, DBAPIError)
+                else f"cannot migrate database {self.display_url}: {type(exc).__name__}"
             ) from exc
+
+    def _upgrade(self) -> None:
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
 
     def close(self) -> None:
         if self._owns_engine:
