@@ -11,6 +11,7 @@ from watcher.schedule import (
     SimDates,
     Slot,
     local_instant,
+    not_yet_planned,
     release_time,
     renewed_expiry,
     select_due,
@@ -204,3 +205,11 @@ def test_renewal_extends_from_the_later_of_old_expiry_and_today(
 def test_renewal_without_a_period_says_what_to_pass() -> None:
     with pytest.raises(ValueError, match="--for"):
         renewed_expiry(date(2026, 12, 1), date(2026, 11, 25), until=None, period=None)
+
+
+def test_offsets_already_planned_and_earlier_ones_are_not_planned_again() -> None:
+    slots = [_slot("-7d", 3), _slot("-3d", 7), _slot("-1d", 9), _slot("0d", 10)]
+    target = date(2026, 12, 10)
+    remaining = not_yet_planned(slots, {("expiry", target, "-3d")})
+    assert [s.offset for s in remaining] == ["-1d", "0d"]  # -7d was superseded by -3d
+    assert not_yet_planned(slots, {("expiry", date(2027, 1, 1), "-3d")}) == slots

@@ -60,7 +60,9 @@ def plan(database: Database, now: datetime) -> list[tuple[str, str, str]]:
         plan_due(session, now)
     with database.session() as session:
         rows = session.execute(
-            select(OutboxRow.sim_id, OutboxRow.offset, OutboxRow.channel).order_by(OutboxRow.id)
+            select(OutboxRow.sim_id, OutboxRow.offset, OutboxRow.channel).order_by(
+                OutboxRow.created_at, OutboxRow.sim_id, OutboxRow.channel
+            )
         ).all()
     return [(r.sim_id or "", r.offset or "", r.channel) for r in rows]
 
@@ -110,9 +112,7 @@ def test_a_new_expiry_replaces_the_old_targets_slots(database: Database) -> None
     sync(database, config())
     sync(database, config(expires="2027-01-10"))
     with database.session() as session:
-        targets = set(
-            session.scalars(select(ScheduleRow.target).where(ScheduleRow.status == "scheduled"))
-        )
+        targets = set(session.scalars(select(ScheduleRow.target)))
     assert targets == {date(2027, 1, 10)}
 
 
@@ -206,3 +206,20 @@ def test_processes_starting_together_migrate_without_tripping_over_each_other(
     ]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+
+
+def test_a_superseded_reminder_is_not_sent_after_a_reschedule(database: Database) -> None:
+    sync(database, config())
+    caught_up = plan(database, at_almaty(date(2026, 11, 29)))  # -7d and -3d due: -3d sent
+    assert {offset for _, offset, _ in caught_up} == {"-3d"}
+    moved = config().model_copy(update={"remind_at": config().remind_at.replace(hour=9)})
+    sync(database, moved)  # new slot times for the same target
+    later = plan(database, at_almaty(date(2026, 11, 29), 11))
+    assert later == caught_up  # neither -7d nor -3d again
+
+
+def test_planned_slots_leave_the_schedule(database: Database) -> None:
+    sync(database, config())
+    plan(database, at_almaty(date(2026, 12, 20)))
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ScheduleRow)) == 0

@@ -2,9 +2,9 @@
 
 The rule is :func:`watcher.schedule.select_due`: for each (SIM, kind, target) only
 the most urgent due slot becomes a message; older due slots of the same target are
-superseded. Both statements run in one transaction, so a crash leaves either
-nothing planned or everything planned, and the outbox's unique key on
-(dedup_key, channel) makes a replay harmless.
+superseded. Then every due slot is deleted. Both statements run in one transaction,
+so a crash leaves either nothing planned or everything planned, and the outbox's
+unique key on (dedup_key, channel) makes a replay harmless.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     exists,
     literal,
     select,
-    update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,7 +62,6 @@ def _statements(dialect: str) -> tuple[Executable, Executable]:
         later.sim_id == slot.sim_id,
         later.kind == slot.kind,
         later.target == slot.target,
-        later.status == "scheduled",
         later.due_at <= now,
         later.due_at > slot.due_at,
     )
@@ -92,25 +91,22 @@ def _statements(dialect: str) -> tuple[Executable, Executable]:
         .select_from(slot)
         .join(SimRow, and_(SimRow.id == slot.sim_id, SimRow.active))
         .join(UserChannel, UserChannel.user_name == SimRow.user_name)
-        .where(slot.status == "scheduled", slot.due_at <= now, ~superseded)
+        .where(slot.due_at <= now, ~superseded)
     )
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
     # bulk insert's rows.
     plan = insert(_OUTBOX).from_select(_COLUMNS, rows).on_conflict_do_nothing()
-    mark = (
-        update(_SCHEDULE)
-        .where(_SCHEDULE.c.status == "scheduled", _SCHEDULE.c.due_at <= now)
-        .values(status="done")
-    )
-    return plan, mark
+    # Planned (or superseded) slots leave the schedule; the outbox is their record.
+    done = delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now)
+    return plan, done
 
 
 def plan_due(session: Session, now: datetime) -> int:
     """Write an outbox row per channel for every slot due at ``now``; return rows written."""
-    plan, mark = _statements(session.get_bind().dialect.name)
+    plan, done = _statements(session.get_bind().dialect.name)
     written = cast(CursorResult[Any], session.execute(plan, {"now": now})).rowcount
-    marked = cast(CursorResult[Any], session.execute(mark, {"now": now})).rowcount
-    if marked:
-        log.info("planned %d reminder slots into %d messages", marked, written)
+    taken = cast(CursorResult[Any], session.execute(done, {"now": now})).rowcount
+    if taken:
+        log.info("planned %d reminder slots into %d messages", taken, written)
     return written

@@ -152,6 +152,21 @@ def select_due(pending: Iterable[Slot], now: datetime) -> list[Slot]:
     return sorted(best.values())
 
 
+def not_yet_planned(slots: Iterable[Slot], planned: set[tuple[str, date, str]]) -> list[Slot]:
+    """The slots still to come after ``planned`` (kind, target, offset) ones went out.
+
+    A planned offset is never planned again, and neither is an earlier offset of the
+    same target: catch-up skipped those on purpose, and a reminder less urgent than
+    one already sent would only confuse.
+    """
+    slots = list(slots)
+    cutoff: dict[tuple[str, date], datetime] = {}
+    for slot in slots:
+        if (slot.kind, slot.target, slot.offset) in planned:
+            cutoff[slot.group] = max(slot.due_at, cutoff.get(slot.group, slot.due_at))
+    return [slot for slot in slots if slot.group not in cutoff or slot.due_at > cutoff[slot.group]]
+
+
 def release_time(instant: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime:
     """When a message due at ``instant`` may go out: the end of quiet hours if inside them."""
     if quiet is None:

@@ -18,7 +18,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -110,30 +109,27 @@ class SimRow(Base):
 
 
 class ScheduleRow(Base):
-    """One reminder slot: (SIM, kind, target date, offset) due at an instant.
+    """One reminder slot still to come: (SIM, kind, target date, offset) due at an instant.
 
-    Slots are materialised when a SIM's dates change, so planning is one indexed
-    range query over ``due_at`` rather than date arithmetic over every SIM.
+    Slots are materialised when a SIM's dates change, so planning is one range query
+    over ``due_at`` rather than date arithmetic over every SIM. A planned slot is
+    deleted (its outbox rows are the record), so the table holds only the future.
+    On SQLite the table is clustered by due time (WITHOUT ROWID): the slots a pass
+    takes are neighbours on disk, and deleting them rewrites a few pages, not one
+    page per slot.
     """
 
     __tablename__ = "schedule"
     __table_args__ = (
         UniqueConstraint("sim_id", "kind", "target", "offset"),
-        Index(
-            "ix_schedule_due",
-            "due_at",
-            sqlite_where=text("status = 'scheduled'"),
-            postgresql_where=text("status = 'scheduled'"),
-        ),
+        {"sqlite_with_rowid": False},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    sim_id: Mapped[str] = mapped_column(ForeignKey("sims.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
-    target: Mapped[date] = mapped_column(Date)
-    offset: Mapped[str] = mapped_column(String(8))
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(12), default="scheduled")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sim_id: Mapped[str] = mapped_column(ForeignKey("sims.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target: Mapped[date] = mapped_column(Date, primary_key=True)
+    offset: Mapped[str] = mapped_column(String(8), primary_key=True)
 
 
 class OutboxRow(Base):
