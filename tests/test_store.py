@@ -223,3 +223,9 @@ def test_planned_slots_leave_the_schedule(database: Database) -> None:
     plan(database, at_almaty(date(2026, 12, 20)))
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(ScheduleRow)) == 0
+
+
+def test_a_channel_dropped_from_notify_gets_no_new_messages(database: Database) -> None:
+    sync(database, config(channels="[a, b]"))
+    sync(database, config(channels="[a]"))
+    assert plan(database, at_almaty(date(2026, 11, 24), 11)) == [("s1", "-7d", "a")]

@@ -105,13 +105,25 @@ def _sync_users(session: Session, config: Config) -> dict[str, UserRow]:
         if name not in listed:
             row.active = False
     session.flush()
-    session.execute(delete(UserChannel))
-    session.add_all(
-        UserChannel(user_name=user.name, channel=target)
+    wanted = {
+        (user.name, target)
         for user in config.users
-        for name in dict.fromkeys(user.notify)
+        for name in user.notify
         for target in channel_targets(config, name)
-    )
+    }
+    stored = {
+        (user_name, channel)
+        for user_name, channel in session.execute(
+            select(UserChannel.user_name, UserChannel.channel)
+        )
+    }
+    for user_name, channel in stored - wanted:
+        session.execute(
+            delete(UserChannel).where(
+                UserChannel.user_name == user_name, UserChannel.channel == channel
+            )
+        )
+    session.add_all(UserChannel(user_name=u, channel=c) for u, c in wanted - stored)
     return rows
 
 
