@@ -8,9 +8,6 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from watcher.catalogue import Catalogue, load_catalogue
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig, load_config
@@ -19,6 +16,7 @@ from watcher.db.models import Heartbeat
 from watcher.delivery import Channels, Deliverer, DeliveryReport, report_to_admin
 from watcher.errors import ConfigError
 from watcher.messages import Message
+from watcher.outbox import dialect_insert
 from watcher.planner import plan_due
 from watcher.sync import SyncReport, sync_config
 
@@ -56,14 +54,10 @@ class App:
         self._bad_config_mtime: int | None = None
 
     @classmethod
-    def from_path(cls, path: Path | str, **kwargs: object) -> App:
-        env = kwargs.get("env")
-        loaded = load_config(path, env if isinstance(env, Mapping) else None)
-        return cls(loaded, **kwargs)  # type: ignore[arg-type]
-
-    @property
-    def config(self):  # type: ignore[no-untyped-def]
-        return self.loaded.config
+    def from_path(
+        cls, path: Path | str, *, clock: Clock | None = None, env: Mapping[str, str] | None = None
+    ) -> App:
+        return cls(load_config(path, env), clock=clock, env=env)
 
     def admin_targets(self) -> list[str]:
         return [t for name in self.loaded.config.admin for t in self.channels.targets(name)]
@@ -76,7 +70,7 @@ class App:
         now = self.clock.now()
         with self.database.session() as session:
             written = plan_due(session, now)
-            insert = pg_insert if not self.database.is_sqlite else sqlite_insert
+            insert = dialect_insert(session.get_bind().dialect.name)
             session.execute(
                 insert(Heartbeat)
                 .values(name="planner", at=now)
@@ -118,6 +112,12 @@ class App:
         self.sync()
         log.info("config reloaded from %s", path)
         return True
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.stopping.set()

@@ -20,15 +20,15 @@ from sqlalchemy import select
 from watcher import __version__
 from watcher.app import App
 from watcher.config import load_config
-from watcher.db.models import Event, Heartbeat, OutboxRow, SimRow, UserChannel, UserRow
-from watcher.delivery import cancel_pending, send_test
+from watcher.db.models import Heartbeat, OutboxRow, SimRow, UserRow
+from watcher.delivery import send_test
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
 from watcher.masking import mask_phone, mask_url
 from watcher.messages import render_test
-from watcher.outbox import NewMessage, enqueue
-from watcher.schedule import balance_target, idle_deadline, renewed_expiry
-from watcher.sync import reschedule, sim_dates
+from watcher.records import record_balance, record_renewal
+from watcher.schedule import balance_target, idle_deadline
+from watcher.sync import sim_dates
 
 log = logging.getLogger("watcher")
 
@@ -165,10 +165,8 @@ def _run(args: argparse.Namespace) -> int:
 
     app = _app(args)
     if args.once:
-        try:
+        with app:
             return run_once(app)
-        finally:
-            app.close()
     return run_daemon(app)
 
 
@@ -191,12 +189,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    app = _app(args)
-    try:
+    with _app(args) as app:
         app.sync()
         rows = _status_rows(app)
-    finally:
-        app.close()
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
@@ -280,89 +275,34 @@ def _local(instant: datetime, zone: ZoneInfo) -> str:
     return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def _find_sim(app: App, session: Any, sim_id: str) -> tuple[SimRow, UserRow]:
-    sim = session.get(SimRow, sim_id)
-    if sim is None or not sim.active:
-        known = session.scalars(select(SimRow.id).where(SimRow.active).order_by(SimRow.id)).all()
-        raise UsageError(
-            f"no SIM {sim_id!r} in {app.loaded.path}"
-            + (f" (known: {', '.join(known)})" if known else " (it defines no SIMs)")
-        )
-    return sim, session.get(UserRow, sim.user_name)
-
-
 def _renew(args: argparse.Namespace) -> int:
-    app = _app(args)
-    try:
+    with _app(args) as app:
         app.sync()
-        now = app.clock.now()
         with app.database.session() as session:
-            sim, user = _find_sim(app, session, args.sim_id)
-            today = now.astimezone(ZoneInfo(user.timezone)).date()
-            period = args.period or (Duration.parse(sim.renew_every) if sim.renew_every else None)
-            if args.until is None and period is None:
-                raise UsageError(
-                    f"{sim.id} has no renew_every in {app.loaded.path}: "
-                    "pass --for PERIOD (e.g. --for 30d) or --until DATE"
-                )
-            old = sim.expires
-            new = renewed_expiry(old, today, until=args.until, period=period)
-            if new < today:
-                raise UsageError(f"--until {new} is in the past (today is {today})")
-            sim.expires = new
-            sim.last_paid_activity = today
-            session.add(
-                Event(sim_id=sim.id, at=now, kind="renew", detail=f"expires {old} -> {new}")
+            renewal = record_renewal(
+                session,
+                args.sim_id,
+                app.clock.now(),
+                until=args.until,
+                period=args.period,
+                source=str(app.loaded.path),
             )
-            cancel_pending(session, sim.id, ("expiry", "idle"), "renewed")
-            reschedule(session, sim, user)
-        print(f"{args.sim_id}: renewed until {new} ({(new - today).days} days from today)")
-        return 0
-    finally:
-        app.close()
+    days = (renewal.new - renewal.today).days
+    print(f"{renewal.sim_id}: renewed until {renewal.new} ({days} days from today)")
+    return 0
 
 
 def _balance(args: argparse.Namespace) -> int:
-    app = _app(args)
-    try:
+    with _app(args) as app:
         app.sync()
-        now = app.clock.now()
         with app.database.session() as session:
-            sim, user = _find_sim(app, session, args.sim_id)
-            today = now.astimezone(ZoneInfo(user.timezone)).date()
-            sim.balance = args.amount
-            sim.last_balance_check = today
-            session.add(Event(sim_id=sim.id, at=now, kind="balance", detail=str(args.amount)))
-            cancel_pending(session, sim.id, ("balance",), "balance checked")
-            reschedule(session, sim, user)
-            low = sim.low_balance is not None and args.amount < sim.low_balance
-            if low:
-                targets = session.scalars(
-                    select(UserChannel.channel).where(UserChannel.user_name == user.name)
-                ).all()
-                enqueue(
-                    session,
-                    [
-                        NewMessage(
-                            f"{sim.id}:low_balance:{today}:{args.amount}",
-                            target,
-                            "low_balance",
-                            user_name=user.name,
-                            sim_id=sim.id,
-                            target=sim.expires or today,
-                        )
-                        for target in targets
-                    ],
-                    now,
-                )
-        print(f"{args.sim_id}: balance {args.amount} recorded on {today}")
-        if low:
-            print(
-                f"warning: below your low_balance threshold {sim.low_balance}; an alert is queued"
+            check = record_balance(
+                session, args.sim_id, args.amount, app.clock.now(), source=str(app.loaded.path)
             )
-        return 0
-    finally:
-        app.close()
+    print(f"{check.sim_id}: balance {check.amount} recorded on {check.today}")
+    if check.low:
+        print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
+    return 0
 
 
 def _notify_test(args: argparse.Namespace) -> int:
@@ -398,17 +338,13 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    app = _app(args)  # opening the app applies the migrations
-    try:
+    with _app(args) as app:  # opening the app applies the migrations
         print(f"database {app.database.display_url} is up to date")
-    finally:
-        app.close()
     return 0
 
 
 def _health(args: argparse.Namespace) -> int:
-    app = _app(args)
-    try:
+    with _app(args) as app:
         with app.database.session() as session:
             beat = session.get(Heartbeat, "planner")
         if beat is None:
@@ -420,5 +356,3 @@ def _health(args: argparse.Namespace) -> int:
             return 1
         print(f"healthy: last planning pass {int(age.total_seconds())} s ago")
         return 0
-    finally:
-        app.close()

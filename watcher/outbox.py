@@ -29,9 +29,8 @@ class NewMessage:
     body: str | None = None
 
 
-def insert_ignoring_duplicates(session: Session) -> Any:
-    """The dialect's INSERT with ON CONFLICT DO NOTHING available."""
-    dialect = session.get_bind().dialect.name
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's own INSERT, which has ON CONFLICT (SQLite and PostgreSQL only)."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
@@ -39,7 +38,7 @@ def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> 
     """Add messages unless already there (same dedup key and channel)."""
     if not messages:
         return
-    insert = insert_ignoring_duplicates(session)
+    insert = dialect_insert(session.get_bind().dialect.name)
     statement: Insert = insert(OutboxRow).on_conflict_do_nothing(
         index_elements=["dedup_key", "channel"]
     )

@@ -27,10 +27,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from watcher.db.models import OutboxRow, ScheduleRow, SimRow, UserChannel
+from watcher.outbox import dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _statements(dialect: str) -> tuple[Executable, Executable]:
         .join(UserChannel, UserChannel.user_name == SimRow.user_name)
         .where(slot.due_at <= now, ~superseded)
     )
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
     # bulk insert's rows.
     plan = insert(_OUTBOX).from_select(_COLUMNS, rows).on_conflict_do_nothing()

@@ -1,0 +1,121 @@
+"""What users tell SIM Watcher: renewals and balance checks, with their consequences.
+
+Recording one updates the SIM's effective dates (which then win over the unchanged
+config value), writes its history, stops the reminders it answers and reschedules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from watcher.db.models import Event, SimRow, UserChannel, UserRow
+from watcher.delivery import cancel_pending
+from watcher.durations import Duration
+from watcher.errors import UsageError
+from watcher.outbox import NewMessage, enqueue
+from watcher.schedule import renewed_expiry
+from watcher.sync import reschedule
+
+
+@dataclass(frozen=True)
+class Renewal:
+    sim_id: str
+    old: date | None
+    new: date
+    today: date
+
+
+@dataclass(frozen=True)
+class BalanceCheck:
+    sim_id: str
+    amount: Decimal
+    today: date
+    threshold: Decimal | None
+
+    @property
+    def low(self) -> bool:
+        return self.threshold is not None and self.amount < self.threshold
+
+
+def find_sim(session: Session, sim_id: str, source: str) -> tuple[SimRow, UserRow]:
+    """An active SIM and its user; an unknown id is a UsageError listing the known ones."""
+    sim = session.get(SimRow, sim_id)
+    user = session.get(UserRow, sim.user_name) if sim is not None else None
+    if sim is None or not sim.active or user is None:
+        known = session.scalars(select(SimRow.id).where(SimRow.active).order_by(SimRow.id)).all()
+        raise UsageError(
+            f"no SIM {sim_id!r} in {source}"
+            + (f" (known: {', '.join(known)})" if known else " (it defines no SIMs)")
+        )
+    return sim, user
+
+
+def record_renewal(
+    session: Session,
+    sim_id: str,
+    now: datetime,
+    *,
+    until: date | None,
+    period: Duration | None,
+    source: str,
+) -> Renewal:
+    """A renewal and a paid activity today; reminders for the old dates stop."""
+    sim, user = find_sim(session, sim_id, source)
+    today = now.astimezone(ZoneInfo(user.timezone)).date()
+    period = period or (Duration.parse(sim.renew_every) if sim.renew_every else None)
+    if until is None and period is None:
+        raise UsageError(
+            f"{sim.id} has no renew_every in {source}: "
+            "pass --for PERIOD (e.g. --for 30d) or --until DATE"
+        )
+    old = sim.expires
+    new = renewed_expiry(old, today, until=until, period=period)
+    if new < today:
+        raise UsageError(f"--until {new} is in the past (today is {today})")
+    sim.expires = new
+    sim.last_paid_activity = today
+    session.add(Event(sim_id=sim.id, at=now, kind="renew", detail=f"expires {old} -> {new}"))
+    cancel_pending(session, sim.id, ("expiry", "idle"), "renewed")
+    reschedule(session, sim, user)
+    return Renewal(sim.id, old, new, today)
+
+
+def record_balance(
+    session: Session, sim_id: str, amount: Decimal, now: datetime, *, source: str
+) -> BalanceCheck:
+    """A balance check today; below the SIM's ``low_balance`` it queues an alert."""
+    sim, user = find_sim(session, sim_id, source)
+    today = now.astimezone(ZoneInfo(user.timezone)).date()
+    sim.balance = amount
+    sim.last_balance_check = today
+    session.add(Event(sim_id=sim.id, at=now, kind="balance", detail=str(amount)))
+    cancel_pending(session, sim.id, ("balance",), "balance checked")
+    reschedule(session, sim, user)
+    check = BalanceCheck(sim.id, amount, today, sim.low_balance)
+    if check.low:
+        targets = session.scalars(
+            select(UserChannel.channel).where(UserChannel.user_name == user.name)
+        ).all()
+        template = f"{sim.id}:low_balance:{today}:{amount}"
+        enqueue(
+            session,
+            [
+                NewMessage(
+                    template,
+                    target,
+                    "low_balance",
+                    user_name=user.name,
+                    sim_id=sim.id,
+                    target=sim.expires or today,
+                )
+                for target in targets
+            ],
+            now,
+        )
+    return check
