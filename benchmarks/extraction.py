@@ -1,0 +1,169 @@
+"""Benchmark 4: the extraction stage alone on a ~250 KB page, selectolax vs BeautifulSoup.
+
+The page is the reconstructed Kcell news listing (``tests/fixtures/pages/kcell_news.html``)
+with its cards repeated, each with its own link and title, until the page is about
+250 KB; it is read with the built-in ``kcell-promo`` profile. Nothing is fetched: the
+page is a string in memory, and both contenders start from it.
+
+- **selectolax**: :func:`scrapers._extract.extract`, everything it does (the nesting-depth
+  scan, lexbor parsing, CSS selection, link and text handling, date/price parsing).
+- **BeautifulSoup**: the same pipeline with bs4's ``html.parser``: the same
+  ``<base href>`` handling and script/style removal, the same selectors through
+  ``.select`` / ``.select_one`` (the item itself included, as lexbor does, via
+  soupsieve's ``match``), ``get_text(" ")`` for text, and the same
+  :func:`scrapers._extract.build_promotion` for normalisation, links, keys and parsing.
+
+Both run in the same process on the same page, alternating, after one warm-up each;
+the figure is the median of the rounds. Both must produce identical promotions, which is
+checked and reported. Target (from the issue): selectolax at least 10x faster.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmarks._common import NOW, Options, Result, median, ms
+
+if TYPE_CHECKING:
+    from bs4 import Tag
+
+    from scrapers._models import Promotion, Source
+
+NAME = "extraction"
+TITLE = "Extraction of a ~250 KB page: selectolax vs BeautifulSoup"
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "pages" / "kcell_news.html"
+PROFILE = "kcell-promo"
+PAGE_URL = "https://www.kcell.kz/ru/news/"
+TARGET_BYTES = 250_000
+FULL_ROUNDS = 15
+QUICK_ROUNDS = 5
+MIN_RATIO = 10.0
+
+_CARD = re.compile(r'<article class="news-card[^"]*">.*?</article>', re.S)
+_SLUG = re.compile(r'href="([^"?#]*/ru/news/[^"?#/]+)')
+
+
+def build_page(target_bytes: int = TARGET_BYTES) -> tuple[str, int]:
+    """The fixture with its cards repeated to about ``target_bytes``; (page, card count)."""
+    text = FIXTURE.read_text(encoding="utf-8")
+    start = text.index('<section class="news-list">')
+    end = text.index("</section>", start)
+    cards = _CARD.findall(text, start, end)  # (the fixture also has a card inside a script)
+    head, tail = text[:start] + '<section class="news-list">\n', text[end:]
+    body: list[str] = []
+    size = len((head + tail).encode("utf-8"))
+    copy = 0
+    while size < target_bytes:
+        card = cards[copy % len(cards)]
+        card = _SLUG.sub(rf'href="\g<1>-{copy}', card)
+        card = card.replace('news-card__title">', f'news-card__title">№{copy} ', 1)
+        body.append(card)
+        size += len(card.encode("utf-8")) + 1
+        copy += 1
+    return head + "\n".join(body) + tail, copy
+
+
+def soup_extract(source: Source, page_text: str, page_url: str, today: date) -> list[Promotion]:
+    """The BeautifulSoup pipeline: bs4 + soupsieve where extract() uses lexbor."""
+    import soupsieve
+    from bs4 import BeautifulSoup
+
+    from scrapers._extract import build_promotion, canonical_link, parse_field_spec, safe_link
+
+    assert source.items is not None
+    specs = {name: parse_field_spec(name, spec) for name, spec in source.fields.items()}
+    soup = BeautifulSoup(page_text, "html.parser")
+    base_url = page_url
+    base = soup.select_one("base[href]")
+    if base is not None:
+        href = base.get("href")
+        base_url = safe_link(href if isinstance(href, str) else None, page_url) or page_url
+    for tag in soup.find_all(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    page_link = safe_link(page_url, page_url)
+    page_key = canonical_link(page_link) if page_link else ""
+    promotions: list[Promotion] = []
+    seen: set[str] = set()
+    for item in soup.select(source.items):
+        raw: dict[str, str | None] = {}
+        for name, spec in specs.items():
+            node: Tag | None = item
+            if spec.selector is not None and not soupsieve.match(spec.selector, item):
+                node = item.select_one(spec.selector)
+            if node is None:
+                raw[name] = None
+            elif spec.attr is not None:
+                value = node.get(spec.attr)
+                raw[name] = " ".join(value) if isinstance(value, list) else value
+            else:
+                raw[name] = node.get_text(" ")
+        if "title" not in specs:
+            raw["title"] = item.get_text(" ")
+        promotion = build_promotion(source.id, raw, base_url, today, page_key)
+        if promotion is not None and promotion.key not in seen:
+            seen.add(promotion.key)
+            promotions.append(promotion)
+    return promotions
+
+
+def _time(function: Callable[[], list[Promotion]]) -> tuple[float, list[Promotion]]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def run(options: Options) -> Result:
+    """Build the page, time both pipelines on it alternately, compare their medians."""
+    from scrapers._extract import extract
+    from scrapers._profiles import load_profiles
+
+    source = load_profiles()[PROFILE].source
+    today = NOW.date()
+    page, cards = build_page()
+    size = len(page.encode("utf-8"))
+    rounds = QUICK_ROUNDS if options.quick else FULL_ROUNDS
+    options.log(f"page: {size / 1000:,.0f} KB, {cards:,} cards; {rounds} rounds each")
+
+    def ours() -> list[Promotion]:
+        return extract(source, page, PAGE_URL, today)
+
+    def theirs() -> list[Promotion]:
+        return soup_extract(source, page, PAGE_URL, today)
+
+    _, ours_result = _time(ours)  # warm-up, and the outputs to compare
+    _, theirs_result = _time(theirs)
+    fast: list[float] = []
+    slow: list[float] = []
+    for _ in range(rounds):
+        fast.append(_time(ours)[0])
+        slow.append(_time(theirs)[0])
+    if not ours_result:
+        raise RuntimeError("the generated page yields no promotions: the benchmark is broken")
+    same = ours_result == theirs_result
+    count = len(ours_result)
+    ratio = median(slow) / median(fast)
+
+    result = Result(NAME, TITLE)
+    result.add("page", f"{size / 1000:,.0f} KB, {cards:,} cards -> {count:,} promotions")
+    result.add("selectolax (lexbor) pipeline, median", ms(median(fast)))
+    result.add("BeautifulSoup (html.parser) pipeline, median", ms(median(slow)))
+    result.add(
+        "ratio BeautifulSoup / selectolax",
+        f"{ratio:.1f}x",
+        f">= {MIN_RATIO:.0f}x",
+        ratio >= MIN_RATIO,
+    )
+    result.add("  same promotions from both", "yes" if same else "NO", "yes", same)
+    result.notes.append(f"selectolax rounds: {', '.join(ms(s) for s in fast)}")
+    result.notes.append(f"BeautifulSoup rounds: {', '.join(ms(s) for s in slow)}")
+    result.notes.append(
+        "Both pipelines share build_promotion (normalisation, links, keys, date and price "
+        "parsing), so the ratio is the parser and selector engine, not the shared work."
+    )
+    return result
