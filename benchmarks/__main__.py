@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "planning": "benchmarks.planning",
     "sync": "benchmarks.config_sync",
     "delivery": "benchmarks.delivery",
+    "extraction": "benchmarks.extraction",
 }
 WORK_DIR = Path(__file__).resolve().parent / ".work"  # gitignored
 

@@ -1,5 +1,99 @@
 """Promotion scrapers: page in, promotions out.
 
 A library for the daemon to wire in. It imports nothing from ``watcher``, opens no
-database and reads no clock.
+database and reads no clock: fetching (:class:`Fetcher`), extraction
+(:func:`extract`), the date/price parsers, the built-in source profiles and change
+detection (:func:`observe`) are all usable on their own.
 """
+
+from scrapers._changes import (
+    CHANGE_FIELDS,
+    AdminEvent,
+    Change,
+    Known,
+    Outcome,
+    SourceState,
+    changed_fields,
+    fingerprint,
+    matches,
+    observe,
+)
+from scrapers._errors import (
+    ExtractError,
+    FetchError,
+    FetchForbidden,
+    FetchRedirect,
+    FetchStatus,
+    FetchTimeout,
+    FetchTooLarge,
+    ScraperError,
+)
+from scrapers._extract import MAX_DEPTH, canonical_link, extract, safe_link, title_key
+from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
+from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
+from scrapers._parse import (
+    RECENT_PAST,
+    normalise_space,
+    parse_data_gb,
+    parse_dates,
+    parse_price,
+)
+from scrapers._profiles import (
+    BUILTIN_PROFILES,
+    DEFAULT_EVERY,
+    MIN_EVERY,
+    Profile,
+    ProfileError,
+    load_profiles,
+    parse_every,
+    profile_from_dict,
+)
+
+__all__ = [
+    "BUILTIN_PROFILES",
+    "CHANGE_FIELDS",
+    "DEFAULT_EVERY",
+    "DEFAULT_USER_AGENT",
+    "FIELD_NAMES",
+    "MAX_DEPTH",
+    "MIN_EVERY",
+    "RECENT_PAST",
+    "AdminEvent",
+    "Change",
+    "ExtractError",
+    "FetchError",
+    "FetchForbidden",
+    "FetchRedirect",
+    "FetchSettings",
+    "FetchStatus",
+    "FetchTimeout",
+    "FetchTooLarge",
+    "Fetcher",
+    "Known",
+    "Outcome",
+    "Page",
+    "Profile",
+    "ProfileError",
+    "Promotion",
+    "ScraperError",
+    "Source",
+    "SourceState",
+    "Validators",
+    "canonical_link",
+    "changed_fields",
+    "decode_text",
+    "extract",
+    "fingerprint",
+    "jittered",
+    "load_profiles",
+    "matches",
+    "normalise_space",
+    "observe",
+    "parse_data_gb",
+    "parse_dates",
+    "parse_every",
+    "parse_price",
+    "profile_from_dict",
+    "safe_link",
+    "title_key",
+]
