@@ -41,3 +41,26 @@ def test_scrub_removes_every_part_of_a_url_from_an_error() -> None:
     cleaned = scrub(text, url_secrets(url))
     assert "secret-webhook-token" not in cleaned
     assert "abcdef123" not in cleaned
+
+
+def test_log_scrubbing_hides_secrets_but_leaves_ordinary_words() -> None:
+    import logging
+
+    from watcher.masking import hide_in_logs
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    root = logging.getLogger()
+    handler = Keep()
+    root.addHandler(handler)
+    try:
+        hide_in_logs(["mailtos://user:hunter2secret@smtp.example.com?to=me@example.com"])
+        logging.getLogger("apprise").warning("login as user with %s failed", "hunter2secret")
+    finally:
+        root.removeHandler(handler)
+        hide_in_logs([])
+    assert records == ["login as user with *** failed"]

@@ -51,7 +51,11 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a raw URL that must never be shown: password, user, path, query values."""
+    """The parts of a raw URL that must never be shown: password, tokens in path and query.
+
+    The user name is not among them: Apprise shows it too, and scrubbing a short
+    name like "user" would mangle every log line that contains the word.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -59,8 +63,6 @@ def url_secrets(url: str) -> list[str]:
     found = [url]
     if parts.password:
         found.append(parts.password)
-    if parts.username:
-        found.append(parts.username)
     found.extend(seg for seg in parts.path.split("/") if len(seg) >= 6)
     for pair in parts.query.split("&"):
         _, _, value = pair.partition("=")
