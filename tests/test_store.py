@@ -229,3 +229,19 @@ def test_a_channel_dropped_from_notify_gets_no_new_messages(database: Database) 
     sync(database, config(channels="[a, b]"))
     sync(database, config(channels="[a]"))
     assert plan(database, at_almaty(date(2026, 11, 24), 11)) == [("s1", "-7d", "a")]
+
+
+def test_a_database_from_a_newer_version_is_a_clean_error(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from watcher.errors import DatabaseError
+
+    open_database(db_url).close()
+    database = Database(db_url)
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(DatabaseError, match="newer version of SIM Watcher"):
+            database.migrate()
+    finally:
+        database.close()

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import (
@@ -110,6 +111,12 @@ class Database:
                     time.sleep(0.2 * (attempt + 1))  # another process was creating tables
         except OperationalError as exc:
             raise DatabaseError(f"cannot open database {self.display_url}: {exc.orig}") from None
+        except CommandError as exc:
+            # Typically a database migrated by a newer SIM Watcher than this one.
+            raise DatabaseError(
+                f"cannot migrate database {self.display_url}: {exc}; "
+                "is it used by a newer version of SIM Watcher?"
+            ) from None
         except SQLAlchemyError as exc:
             raise DatabaseError(
                 f"cannot migrate database {self.display_url}: {type(exc).__name__}: {exc.orig}"
