@@ -183,3 +183,98 @@ class Heartbeat(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SourceRow(Base):
+    """A promotion source and what change detection remembers about it between scrapes.
+
+    The counters mirror ``scrapers.SourceState`` field for field; ``etag`` and
+    ``last_modified`` are the validators of the last good fetch of ``url``.
+    ``next_fetch_at`` is when the scheduler should scrape it next.
+    """
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8))
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    baseline_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    run: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    alerted_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    empty_runs: Mapped[int] = mapped_column(Integer, default=0)
+    last_item_count: Mapped[int] = mapped_column(Integer, default=0)
+    alerted_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class PromotionRow(Base):
+    """One promotion of a source, ended ones included: rows are never deleted.
+
+    The values are the latest seen (``scrapers.Known`` field for field, plus the image
+    and data allowance change detection does not compare). ``key`` can be a link of up
+    to 2 KB, too long for a portable unique index, so uniqueness is enforced on its
+    SHA-256 (``key_hash``).
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (UniqueConstraint("source_id", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    key: Mapped[str] = mapped_column(Text)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    image: Mapped[str | None] = mapped_column(Text)
+    date_text: Mapped[str | None] = mapped_column(Text)
+    starts: Mapped[date | None] = mapped_column(Date)
+    ends: Mapped[date | None] = mapped_column(Date)
+    price_text: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    data_gb: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
+    missing_runs: Mapped[int] = mapped_column(Integer, default=0)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen_run: Mapped[int] = mapped_column(Integer)
+    last_seen_run: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PromotionChangeRow(Base):
+    """History: a promotion became new, changed or ended in scrape ``run`` of its source.
+
+    ``changed_fields`` lists the changed ones of title, dates, price and summary,
+    comma-separated; the ``before_*`` texts are what was known until then (set for
+    "changed", "ended", and a "new" that is an ended promotion coming back). A
+    promotion changes at most once per scrape, which makes saving an outcome twice
+    harmless.
+    """
+
+    __tablename__ = "promotion_changes"
+    __table_args__ = (
+        UniqueConstraint("promotion_id", "run"),
+        Index("ix_promotion_changes_source_at", "source_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"))
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    changed_fields: Mapped[str] = mapped_column(String(64), default="")
+    before_title: Mapped[str | None] = mapped_column(Text)
+    before_summary: Mapped[str | None] = mapped_column(Text)
+    before_date_text: Mapped[str | None] = mapped_column(Text)
+    before_price_text: Mapped[str | None] = mapped_column(Text)
+    run: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
