@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """
 timezone: Asia/Almaty
+sources:
+  - id: my-shop
+    url: "https://shop.example.com/offers"
+    items: ".card"
+    fields: {title: "h2", link: "a@href"}
+    every: 30m
 remind_at: "10:00"
 channels:
   console: "console://"
@@ -175,6 +181,17 @@ def test_environment_default_is_used_when_unset() -> None:
             "    sim:\n      - id: bob-tele2",
             "cfg.yaml: users[1].sim: unknown setting (check the spelling)",
         ),
+        (
+            'url: "https://shop.example.com/offers"',
+            'url: "javascript:alert(1)"',
+            "cfg.yaml: sources[0].url: 'javascript:alert(1)' is not an http(s) URL",
+        ),
+        ("every: 30m", "every: 1m", "cfg.yaml: sources[0].every: '1m' is too often"),
+        (
+            'fields: {title: "h2", link: "a@href"}',
+            'fields: {titel: "h2"}',
+            "cfg.yaml: sources[0].fields: unknown field 'titel'",
+        ),
     ],
 )
 def test_each_mistake_gets_one_line_with_file_path_and_problem(
@@ -303,3 +320,13 @@ def test_fuzz_arbitrary_bytes_give_a_clean_error_or_a_valid_config(data: bytes) 
         parse_config(data, "fuzz.yaml", {})
     except ConfigError as exc:
         assert all("\n" not in str(issue) for issue in exc.issues)
+
+
+def test_a_config_source_is_added_to_the_built_in_ones_and_can_replace_one() -> None:
+    profiles = parse_config(GOOD, "cfg.yaml", {}).source_profiles()
+    assert profiles["my-shop"].source.url == "https://shop.example.com/offers"
+    assert str(profiles["my-shop"].every) == "0:30:00"
+    assert "kcell-promo" in profiles  # built in
+    replaced = GOOD.replace("id: my-shop", "id: kcell-promo")
+    kcell = parse_config(replaced, "cfg.yaml", {}).source_profiles()["kcell-promo"]
+    assert kcell.source.items == ".card"

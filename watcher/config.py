@@ -25,10 +25,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
 
+from scrapers import Profile, ProfileError, load_profiles, profile_from_dict
 from watcher.catalogue import OperatorEntry
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
@@ -241,7 +243,10 @@ class Config(_Model):
     channels: dict[str, list[str]] = Field(default_factory=dict)
     admin: list[str] = Field(default_factory=list)
     operators: dict[str, OperatorEntry] = Field(default_factory=dict)
+    # Promotion sources: checked by scrapers' own profile rules in parse_config.
+    sources: list[Any] = Field(default_factory=list)
     users: list[UserConfig] = Field(default_factory=list)
+    _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -269,6 +274,10 @@ class Config(_Model):
                         "Apprise understands"
                     )
         return value
+
+    def source_profiles(self) -> dict[str, Profile]:
+        """The built-in promotion sources, with the config's ``sources:`` added or replacing."""
+        return dict(self._profiles)
 
     def user_timezone(self, user: UserConfig) -> ZoneInfo:
         return user.timezone or self.timezone
@@ -356,7 +365,41 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
         issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
     if issues:
         raise ConfigError(issues)
+    config._profiles = _source_profiles(config.sources, file)
     return config
+
+
+def _source_profiles(entries: list[Any], file: str) -> dict[str, Profile]:
+    """Built-in profiles, then the config's entries by id (an entry replaces a built-in)."""
+    try:
+        profiles = load_profiles()
+    except ProfileError as exc:  # a broken installation, but still a one-line error
+        raise ConfigError([ConfigIssue("profiles.yaml", "", str(exc))]) from None
+    issues: list[ConfigIssue] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        try:
+            profile = profile_from_dict(entry, file, index)
+        except ProfileError as exc:
+            # Its message reads "FILE: ID.field: problem" or "FILE: sources[i].field: ...".
+            text = str(exc).removeprefix(f"{file}: ")
+            path, _, problem = text.partition(": ")
+            source_id = entry.get("id") if isinstance(entry, dict) else None
+            if isinstance(source_id, str) and path.startswith(f"{source_id}."):
+                path = f"sources[{index}]" + path[len(source_id) :]
+            elif isinstance(source_id, str) and path == source_id:
+                path = f"sources[{index}]"
+            issues.append(ConfigIssue(file, path, problem or text))
+            continue
+        if profile.id in seen:
+            issues.append(
+                ConfigIssue(file, f"sources[{index}].id", f"source {profile.id!r} is defined twice")
+            )
+        seen.add(profile.id)
+        profiles[profile.id] = profile
+    if issues:
+        raise ConfigError(issues)
+    return profiles
 
 
 def _raw_urls(channels: object) -> list[str]:
