@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from scrapers import Page, Profile, Validators
 from watcher import __version__
 from watcher.app import App
 from watcher.config import load_config
@@ -28,6 +29,7 @@ from watcher.masking import mask_phone, mask_url
 from watcher.messages import render_test
 from watcher.records import record_balance, record_renewal
 from watcher.schedule import balance_target, idle_deadline
+from watcher.scraping import ScrapeResult
 from watcher.sync import sim_dates
 
 log = logging.getLogger("watcher")
@@ -115,6 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     db = command("db", _db, "database maintenance")
     db.add_argument("action", choices=["upgrade"])
+    scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
+    scrape.add_argument("source_ids", nargs="*", metavar="SOURCE_ID", help="default: all")
+    scrape.add_argument("--dry-run", action="store_true", help="store nothing")
+    scrape.add_argument("--json", action="store_true", help="machine-readable output")
+    scrape.add_argument(
+        "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
+    )
+    scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
     health = command("health", _health, "exit 0 if the daemon planned recently")
     health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
     return parser
@@ -303,6 +313,134 @@ def _balance(args: argparse.Namespace) -> int:
     if check.low:
         print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
     return 0
+
+
+def _scrape(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from scrapers import Fetcher, FetchSettings, ScraperError, decode_text
+    from watcher.scraping import extract_page, fetch_all, store_results, stored_validators
+
+    loaded = load_config(_config_path(args))
+    profiles = loaded.config.source_profiles()
+    today = datetime.now(loaded.config.timezone).date()
+    if args.html_file is not None:
+        if not args.source:
+            raise UsageError("--html-file needs --source ID: whose selectors to use")
+        profile = _pick_profiles(profiles, [args.source], loaded.path)[0]
+        try:
+            text = decode_text(args.html_file.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.html_file}: {exc.strerror}") from None
+        result = ScrapeResult(profile)
+        page = Page(url=profile.source.url, status=200, text=text, validators=Validators())
+        try:
+            result.promotions = extract_page(profile, page, today)
+        except ScraperError as exc:
+            result.error = exc
+        return _print_scrape([result], args.json, detail=True)
+
+    chosen = _pick_profiles(profiles, args.source_ids or list(profiles), loaded.path)
+    app = None if args.dry_run else App(loaded)
+    try:
+        validators = stored_validators(app.database, chosen) if app else {}
+
+        async def run() -> list[ScrapeResult]:
+            async with Fetcher(FetchSettings()) as fetcher:
+                if args.json or len(chosen) == 1:
+                    return await fetch_all(chosen, fetcher, today, validators)
+                from rich.progress import Progress
+
+                with Progress(transient=True) as progress:
+                    task = progress.add_task("scraping", total=len(chosen))
+                    return await fetch_all(
+                        chosen,
+                        fetcher,
+                        today,
+                        validators,
+                        on_done=lambda _: progress.advance(task),
+                    )
+
+        results = asyncio.run(run())
+        if app is not None:
+            store_results(app.database, results, app.clock.now())
+    finally:
+        if app is not None:
+            app.close()
+    return _print_scrape(results, args.json, detail=len(chosen) == 1)
+
+
+def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -> list[Profile]:
+    unknown = [i for i in ids if i not in profiles]
+    if unknown:
+        known = ", ".join(profiles) or "none"
+        raise UsageError(f"no source {', '.join(map(repr, unknown))} in {source} (known: {known})")
+    return [profiles[i] for i in ids]
+
+
+def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -> int:
+    failed = sum(1 for r in results if r.error is not None)
+    if as_json:
+        print(json.dumps([_scrape_json(r) for r in results], ensure_ascii=False, indent=2))
+        return 1 if failed else 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title="Promotion sources")
+    for column in ("source", "status", "promotions", "new", "changed", "ended", "note"):
+        summary.add_column(column)
+    for r in results:
+        counts = {
+            kind: sum(1 for c in r.changes if c.kind == kind)
+            for kind in ("new", "changed", "ended")
+        }
+        note = str(r.error) if r.error else ("" if r.stored else "not stored")
+        if not r.profile.verified:
+            note = f"{note}; unverified: {', '.join(r.profile.unverified)}".lstrip("; ")
+        summary.add_row(
+            r.profile.id,
+            r.status,
+            str(len(r.promotions)),
+            *(str(counts[k]) if r.stored else "—" for k in ("new", "changed", "ended")),
+            note,
+        )
+    console.print(summary)
+    if detail:
+        for r in results:
+            table = Table(title=r.profile.id)
+            for column in ("title", "dates", "price", "link"):
+                table.add_column(column)
+            for p in r.promotions:
+                dates = " – ".join(str(d) for d in (p.starts, p.ends) if d) or (p.date_text or "")
+                price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else ""
+                table.add_row(p.title, dates, price, p.link or "")
+            console.print(table)
+    return 1 if failed else 0
+
+
+def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
+    return {
+        "source": result.profile.id,
+        "status": result.status,
+        "error": str(result.error) if result.error else None,
+        "stored": result.stored,
+        "changes": [{"kind": c.kind, "key": c.promotion.key} for c in result.changes],
+        "promotions": [
+            {
+                "key": p.key,
+                "title": p.title,
+                "link": p.link,
+                "summary": p.summary,
+                "starts": p.starts.isoformat() if p.starts else None,
+                "ends": p.ends.isoformat() if p.ends else None,
+                "price": str(p.price) if p.price is not None else None,
+                "currency": p.currency,
+                "data_gb": str(p.data_gb) if p.data_gb is not None else None,
+            }
+            for p in result.promotions
+        ],
+    }
 
 
 def _notify_test(args: argparse.Namespace) -> int:

@@ -1,0 +1,152 @@
+"""`watcher scrape`: real pages from a loopback server, stored or not, and saved pages offline."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcher.cli import main
+
+CARD = (
+    '<div class="card"><h2>{title}</h2><a href="{href}">more</a>'
+    '<span class="price">{price}</span></div>'
+)
+
+
+class Site:
+    """Serves one page whose cards the test changes between scrapes; robots.txt is 404."""
+
+    def __init__(self) -> None:
+        self.cards: list[dict[str, str]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/offers":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = "<html><body>" + "".join(CARD.format(**c) for c in site.cards)
+                data = (body + "</body></html>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/offers"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    served = Site()
+    served.cards = [
+        {"title": "eSIM за 0 ₸", "href": "/p/esim", "price": "0 ₸"},
+        {"title": "Роуминг 10 ГБ", "href": "/p/roaming?utm_source=x", "price": "2 990 ₸"},
+        {"title": "Click me", "href": "javascript:alert(1)", "price": ""},
+    ]
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str, site: Site) -> Path:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        f"""
+timezone: Asia/Almaty
+database: {db_url}
+sources:
+  - id: shop
+    operator: kcell
+    url: "{site.url}"
+    items: ".card"
+    fields: {{title: "h2", link: "a@href", price: ".price"}}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def scrape(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code = main(["scrape", *argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_dry_run_lists_what_the_page_offers_and_stores_nothing(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, [result] = scrape(capsys, "shop", "--dry-run", "-c", str(config_file))
+    assert code == 0
+    assert result["stored"] is False
+    titles = [p["title"] for p in result["promotions"]]
+    assert "eSIM за 0 ₸" in titles
+    roaming = next(p for p in result["promotions"] if p["title"].startswith("Роуминг"))
+    assert roaming["price"] == "2990"
+    assert roaming["currency"] == "KZT"
+    assert roaming["data_gb"] == "10"
+    assert "utm_source" not in roaming["key"]
+    assert not any("javascript:" in (p["link"] or "") for p in result["promotions"])
+
+
+def test_stored_scrapes_set_a_silent_baseline_then_report_what_is_new(
+    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, [first] = scrape(capsys, "shop", "-c", str(config_file))
+    assert code == 0
+    assert first["stored"] is True
+    assert first["changes"] == []  # the baseline alerts nobody
+    site.cards.append({"title": "Безлимит на месяц", "href": "/p/unlim", "price": "4 990 ₸"})
+    code, [second] = scrape(capsys, "shop", "-c", str(config_file))
+    assert [c["kind"] for c in second["changes"]] == ["new"]
+    assert second["changes"][0]["key"].endswith("/p/unlim")
+
+
+def test_a_saved_page_is_read_offline_with_a_sources_selectors(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "saved.html"
+    page.write_text(CARD.format(title="Saved offer", href="/p/saved", price="1 500 ₸"))
+    code, [result] = scrape(
+        capsys, "--html-file", str(page), "--source", "shop", "-c", str(config_file)
+    )
+    assert code == 0
+    assert [p["title"] for p in result["promotions"]] == ["Saved offer"]
+
+
+def test_an_unreachable_source_is_a_reported_error_not_a_crash(
+    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.stop()
+    code, [result] = scrape(capsys, "shop", "--dry-run", "-c", str(config_file))
+    assert code == 1
+    assert result["status"] == "error"
+    assert result["error"]
+
+
+def test_an_unknown_source_lists_the_known_ones(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scrape", "nosuch", "--dry-run", "-c", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert "no source 'nosuch'" in err
+    assert "shop" in err

@@ -1,0 +1,118 @@
+"""Scraping promotion sources: the scrapers library wired to the database.
+
+Fetching runs concurrently across hosts (the fetcher keeps one request at a time per
+host); observing and storing run afterwards in one transaction per source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from scrapers import (
+    Change,
+    Fetcher,
+    Page,
+    Profile,
+    Promotion,
+    ScraperError,
+    Validators,
+    extract,
+    observe,
+)
+from watcher.db.engine import Database
+from watcher.promotion_store import load_state, save_outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScrapeResult:
+    """One source's scrape: what was extracted, or why not, and what changed."""
+
+    profile: Profile
+    promotions: list[Promotion] = field(default_factory=list)
+    error: ScraperError | None = None
+    not_modified: bool = False
+    validators: Validators | None = None  # the page's, to make the next fetch conditional
+    changes: list[Change] = field(default_factory=list)
+    stored: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        return "not modified" if self.not_modified else "ok"
+
+
+def extract_page(profile: Profile, page: Page, today: date) -> list[Promotion]:
+    """The promotions of a fetched (not 304) page."""
+    return extract(profile.source, page.text or "", page.url, today)
+
+
+async def fetch_all(
+    profiles: Sequence[Profile],
+    fetcher: Fetcher,
+    today: date,
+    validators: Mapping[str, Validators] | None = None,
+    on_done: Callable[[ScrapeResult], None] | None = None,
+) -> list[ScrapeResult]:
+    """Fetch and extract every source; errors become results, never exceptions.
+
+    ``validators`` (by source id) make the requests conditional; a 304 is reported as
+    ``not_modified`` with nothing extracted.
+    """
+
+    async def one(profile: Profile) -> ScrapeResult:
+        result = ScrapeResult(profile)
+        try:
+            page = await fetcher.fetch(profile.source.url, (validators or {}).get(profile.id))
+            if page.not_modified:
+                result.not_modified = True
+            else:
+                result.promotions = extract_page(profile, page, today)
+                result.validators = page.validators
+        except ScraperError as exc:
+            result.error = exc
+            log.warning("source %s: %s", profile.id, exc)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+    return list(await asyncio.gather(*(one(profile) for profile in profiles)))
+
+
+def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[str, Validators]:
+    """The ETag / Last-Modified kept from each source's last good fetch."""
+    with database.session() as session:
+        return {
+            profile.id: load_state(session, profile.id, url=profile.source.url)[1]
+            for profile in profiles
+        }
+
+
+def store_results(database: Database, results: Sequence[ScrapeResult], now: datetime) -> None:
+    """Observe each result against the stored state and save it (a 304 changes nothing)."""
+    for result in results:
+        if result.not_modified:
+            continue
+        source = result.profile.source
+        with database.session() as session:
+            state, _ = load_state(session, source.id, url=source.url)
+            outcome = observe(source.id, state, result.error if result.error else result.promotions)
+            save_outcome(
+                session,
+                source.id,
+                outcome,
+                now=now,
+                validators=result.validators,
+                url=source.url,
+                kind=source.kind,
+                operator=source.operator,
+                promotions=result.promotions,
+            )
+        result.changes = list(outcome.changes)
+        result.stored = True
