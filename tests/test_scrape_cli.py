@@ -150,3 +150,19 @@ def test_an_unknown_source_lists_the_known_ones(
     err = capsys.readouterr().err
     assert "no source 'nosuch'" in err
     assert "shop" in err
+
+
+def test_promotions_lists_what_stored_scrapes_found_newest_first(
+    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scrape(capsys, "shop", "-c", str(config_file))
+    site.cards.append({"title": "Безлимит на месяц", "href": "/p/unlim", "price": "4 990 ₸"})
+    scrape(capsys, "shop", "-c", str(config_file))
+    assert main(["promotions", "--json", "-c", str(config_file)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["title"] == "Безлимит на месяц"
+    assert {r["title"] for r in rows} >= {"eSIM за 0 ₸", "Роуминг 10 ГБ"}
+    assert main(["promotions", "--json", "--operator", "beeline", "-c", str(config_file)]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["promotions", "--active", "-c", str(config_file)]) == 0
+    assert "Безлимит" in capsys.readouterr().out

@@ -125,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
         "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
     )
     scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
+    promotions = command("promotions", _promotions, "list known promotions, newest first")
+    promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
+    promotions.add_argument("--active", action="store_true", help="only those not ended")
+    promotions.add_argument("--json", action="store_true", help="machine-readable output")
     health = command("health", _health, "exit 0 if the daemon planned recently")
     health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
     return parser
@@ -368,6 +372,51 @@ def _scrape(args: argparse.Namespace) -> int:
         if app is not None:
             app.close()
     return _print_scrape(results, args.json, detail=len(chosen) == 1)
+
+
+def _promotions(args: argparse.Namespace) -> int:
+    from watcher.promotion_store import list_promotions
+
+    with _app(args) as app:
+        zone = app.loaded.config.timezone
+        today = app.clock.now().astimezone(zone).date()
+        with app.database.session() as session:
+            rows: list[dict[str, Any]] = [
+                {
+                    "source": row.source_id,
+                    "title": row.title,
+                    "link": row.link,
+                    "starts": row.starts.isoformat() if row.starts else None,
+                    "ends": row.ends.isoformat() if row.ends else None,
+                    "price": str(row.price) if row.price is not None else None,
+                    "currency": row.currency,
+                    "ended": row.ended,
+                    "first_seen": _local(row.first_seen_at, zone),
+                }
+                for row in list_promotions(
+                    session,
+                    operator=args.operator.lower() if args.operator else None,
+                    active_only=args.active,
+                    today=today,
+                )
+            ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Promotions")
+    for column in ("first seen", "source", "title", "until", "price", "link"):
+        table.add_column(column)
+    for row in rows:
+        price = f"{row['price']} {row['currency'] or ''}".strip() if row["price"] else ""
+        title = f"{row['title']} (ended)" if row["ended"] else row["title"]
+        table.add_row(
+            row["first_seen"], row["source"], title, row["ends"] or "", price, row["link"] or ""
+        )
+    Console().print(table)
+    return 0
 
 
 def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -> list[Profile]:
