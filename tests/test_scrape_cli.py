@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ class Site:
 
     def __init__(self) -> None:
         self.cards: list[dict[str, str]] = []
+        self.etags = False  # answer If-None-Match with 304 when the page is unchanged
+        self.not_modified = 0
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,7 +38,16 @@ class Site:
                     return
                 body = "<html><body>" + "".join(CARD.format(**c) for c in site.cards)
                 data = (body + "</body></html>").encode()
+                etag = f'"{hashlib.sha1(data).hexdigest()}"'
+                if site.etags and self.headers.get("If-None-Match") == etag:
+                    site.not_modified += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
                 self.send_response(200)
+                if site.etags:
+                    self.send_header("ETag", etag)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -166,3 +178,20 @@ def test_promotions_lists_what_stored_scrapes_found_newest_first(
     assert json.loads(capsys.readouterr().out) == []
     assert main(["promotions", "--active", "-c", str(config_file)]) == 0
     assert "Безлимит" in capsys.readouterr().out
+
+
+def test_an_unchanged_page_answered_304_alerts_nobody_and_changes_still_show_after(
+    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.etags = True
+    scrape(capsys, "shop", "-c", str(config_file))  # baseline; the ETag is kept
+    code, [again] = scrape(capsys, "shop", "-c", str(config_file))
+    assert code == 0
+    assert site.not_modified == 1
+    assert again["status"] == "not modified"
+    assert again["changes"] == []
+    site.cards.pop(0)  # the page changes: a new ETag, a full download
+    for _ in range(3):  # ended after 3 good scrapes; each 304 counts as one
+        code, [latest] = scrape(capsys, "shop", "-c", str(config_file))
+    assert site.not_modified == 3
+    assert [c["kind"] for c in latest["changes"]] == ["ended"]

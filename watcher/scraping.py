@@ -95,14 +95,28 @@ def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[s
 
 
 def store_results(database: Database, results: Sequence[ScrapeResult], now: datetime) -> None:
-    """Observe each result against the stored state and save it (a 304 changes nothing)."""
+    """Observe each result against the stored state and save it.
+
+    A 304 is a good scrape of the same page as the last good one, so it is observed
+    as that page's promotions again: nothing changes, but a failure streak ends and
+    absences keep counting, exactly as if the page had been downloaded.
+    """
     for result in results:
-        if result.not_modified:
-            continue
         source = result.profile.source
         with database.session() as session:
             state, _ = load_state(session, source.id, url=source.url)
-            outcome = observe(source.id, state, result.error if result.error else result.promotions)
+            seen: Sequence[Promotion] | ScraperError
+            if result.error is not None:
+                seen = result.error
+            elif result.not_modified:
+                seen = [
+                    known.to_promotion(source.id)
+                    for known in state.known.values()
+                    if known.missing_runs == 0 and not known.ended
+                ]
+            else:
+                seen = result.promotions
+            outcome = observe(source.id, state, seen)
             save_outcome(
                 session,
                 source.id,
