@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "sync": "benchmarks.config_sync",
     "delivery": "benchmarks.delivery",
     "extraction": "benchmarks.extraction",
+    "scrape": "benchmarks.scrape_cycle",
 }
 WORK_DIR = Path(__file__).resolve().parent / ".work"  # gitignored
 
