@@ -195,3 +195,18 @@ def test_an_unchanged_page_answered_304_alerts_nobody_and_changes_still_show_aft
         code, [latest] = scrape(capsys, "shop", "-c", str(config_file))
     assert site.not_modified == 3
     assert [c["kind"] for c in latest["changes"]] == ["ended"]
+
+
+def test_a_selector_fix_fetches_the_page_again_and_rebaselines_silently(
+    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.etags = True
+    scrape(capsys, "shop", "-c", str(config_file))  # baseline, keyed by link
+    text = config_file.read_text(encoding="utf-8")
+    config_file.write_text(text.replace(', link: "a@href"', ""), encoding="utf-8")
+    code, [result] = scrape(capsys, "shop", "-c", str(config_file))
+    assert code == 0
+    assert site.not_modified == 0  # not a 304: the new selectors saw the page
+    assert result["status"] == "ok"
+    assert all(p["key"].startswith("title:") for p in result["promotions"])
+    assert result["changes"] == []  # re-keyed promotions are a baseline, not "new"

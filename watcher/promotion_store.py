@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -67,13 +68,16 @@ def key_hash(key: str) -> str:
 
 
 def load_state(
-    session: Session, source_id: str, *, url: str | None = None
+    session: Session, source_id: str, *, url: str | None = None, spec: str | None = None
 ) -> tuple[SourceState, Validators]:
     """What change detection remembers about a source, and its conditional-request validators.
 
     A source never saved gives ``SourceState()`` and ``Validators()``. With ``url``, the
     validators are returned only if they were stored for that URL: an ETag or a
-    Last-Modified date of another page must not make the new one look unchanged.
+    Last-Modified date of another page must not make the new one look unchanged. The
+    same goes for ``spec`` (how the page is read): after a selector fix, a 304 would
+    keep the new selectors from ever seeing the page; and since the fixed selectors
+    may key the same promotions differently, the next good scrape is a new baseline.
     """
     source = session.get(SourceRow, source_id)
     if source is None:
@@ -95,6 +99,10 @@ def load_state(
         last_item_count=source.last_item_count,
         alerted_empty=source.alerted_empty,
     )
+    if spec is not None and source.spec is not None and spec != source.spec:
+        # Read another way (a selector fixed), the same promotions may get other keys:
+        # the next good scrape is a silent baseline again rather than a flood of "new".
+        return replace(state, baseline_done=False), Validators()
     if url is not None and url != source.url:
         return state, Validators()
     return state, Validators(etag=source.etag, last_modified=source.last_modified)
@@ -112,6 +120,7 @@ def save_outcome(
     operator: str | None,
     promotions: Sequence[Promotion] = (),
     next_fetch_at: datetime | None = None,
+    spec: str | None = None,
 ) -> list[PromotionChangeRow]:
     """Store what observing one scrape of ``source_id`` produced; return its change rows.
 
@@ -147,7 +156,7 @@ def save_outcome(
         return []
     else:
         replay = source.run == state.run
-    _write_source(source, state, now, validators, url, kind, operator, next_fetch_at)
+    _write_source(source, state, now, validators, url, spec, kind, operator, next_fetch_at)
 
     rows = {
         row.key: row
@@ -244,14 +253,19 @@ def _write_source(
     now: datetime,
     validators: Validators | None,
     url: str,
+    spec: str | None,
     kind: str,
     operator: str | None,
     next_fetch_at: datetime | None,
 ) -> None:
-    if source.url is not None and source.url != url and validators is None:
-        # Validators belong to the page they came from.
+    moved = source.url is not None and source.url != url
+    reread = spec is not None and source.spec is not None and source.spec != spec
+    if (moved or reread) and validators is None:
+        # Validators belong to the page, read the way, they came from.
         source.etag = source.last_modified = None
     source.url = url
+    if spec is not None:
+        source.spec = spec
     source.kind = kind
     source.operator = operator
     if validators is not None:

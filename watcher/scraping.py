@@ -7,6 +7,8 @@ host); observing and storing run afterwards in one transaction per source.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from scrapers import (
     Profile,
     Promotion,
     ScraperError,
+    Source,
     Validators,
     extract,
     observe,
@@ -85,11 +88,19 @@ async def fetch_all(
     return list(await asyncio.gather(*(one(profile) for profile in profiles)))
 
 
+def spec_of(source: Source) -> str:
+    """A hash of how a source's page is read; changing a selector changes it."""
+    described = [source.kind, source.items, sorted(source.fields.items()), source.script]
+    return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
+
+
 def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[str, Validators]:
-    """The ETag / Last-Modified kept from each source's last good fetch."""
+    """The ETag / Last-Modified kept from each source's last good fetch, read the same way."""
     with database.session() as session:
         return {
-            profile.id: load_state(session, profile.id, url=profile.source.url)[1]
+            profile.id: load_state(
+                session, profile.id, url=profile.source.url, spec=spec_of(profile.source)
+            )[1]
             for profile in profiles
         }
 
@@ -104,7 +115,7 @@ def store_results(database: Database, results: Sequence[ScrapeResult], now: date
     for result in results:
         source = result.profile.source
         with database.session() as session:
-            state, _ = load_state(session, source.id, url=source.url)
+            state, _ = load_state(session, source.id, url=source.url, spec=spec_of(source))
             seen: Sequence[Promotion] | ScraperError
             if result.error is not None:
                 seen = result.error
@@ -127,6 +138,7 @@ def store_results(database: Database, results: Sequence[ScrapeResult], now: date
                 kind=source.kind,
                 operator=source.operator,
                 promotions=result.promotions,
+                spec=spec_of(source),
             )
         result.changes = list(outcome.changes)
         result.stored = True

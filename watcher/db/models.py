@@ -198,6 +198,8 @@ class SourceRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     operator: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(Text)
+    # A hash of how the page is read (kind, selectors): validators are kept per (url, spec).
+    spec: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(8))
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("operator", sa.String(length=64), nullable=True),
         sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("spec", sa.String(length=64), nullable=True),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("etag", sa.Text(), nullable=True),
         sa.Column("last_modified", sa.Text(), nullable=True),
