@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -61,11 +61,6 @@ def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> 
         for message in messages
     ]
     session.execute(statement, values)
-
-
-def for_targets(targets: Iterable[str], template: NewMessage) -> list[NewMessage]:
-    """The same message for each delivery target."""
-    return [replace(template, channel=target) for target in targets]
 
 
 def failing_count(session: Session) -> int:

@@ -197,10 +197,6 @@ def renewed_expiry(
     return period.add_to(start)
 
 
-def days_between(first: date, second: date) -> int:
-    return (second - first).days
-
-
 def parse_offsets(text: str) -> tuple[Duration, ...]:
     """The stored form of an offset list (``"7d,3d"``) back into durations."""
     return tuple(Duration.parse(part) for part in text.split(",") if part)

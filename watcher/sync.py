@@ -20,7 +20,6 @@ from watcher.catalogue import Catalogue
 from watcher.config import Config, SimConfig, UserConfig
 from watcher.db.models import Event, OutboxRow, ScheduleRow, SimRow, UserChannel, UserRow
 from watcher.durations import Duration
-from watcher.masking import mask_phone
 from watcher.schedule import (
     KINDS,
     SimDates,
@@ -291,8 +290,3 @@ def stop_reminders(session: Session, sim_id: str) -> None:
         .values(status="cancelled", last_error="SIM removed from the config")
     )
     session.execute(update(SimRow).where(SimRow.id == sim_id).values(schedule_key=""))
-
-
-def describe(row: SimRow) -> str:
-    """A SIM for log lines: id and masked number, never the number itself."""
-    return f"{row.id} ({mask_phone(row.number)})"
