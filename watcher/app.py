@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import random
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from scrapers import Fetcher, FetchSettings
 from watcher.catalogue import Catalogue, load_catalogue
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig, load_config
@@ -18,6 +21,8 @@ from watcher.errors import ConfigError
 from watcher.messages import Message
 from watcher.outbox import dialect_insert
 from watcher.planner import plan_due
+from watcher.promotion_alerts import Audience, audience_of, flush
+from watcher.scraping import ScrapeResult, due_sources, fetch_all, store_results, stored_validators
 from watcher.sync import SyncReport, sync_config
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,7 @@ class App:
         clock: Clock | None = None,
         env: Mapping[str, str] | None = None,
         concurrency: int = 8,
+        fetch_settings: FetchSettings | None = None,
     ) -> None:
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
@@ -51,6 +57,8 @@ class App:
             concurrency=concurrency,
             stopping=self.stopping,
         )
+        self.fetch_settings = fetch_settings or FetchSettings()
+        self._rng = random.Random()
         self._bad_config_mtime: int | None = None
 
     @classmethod
@@ -77,6 +85,45 @@ class App:
                 .on_conflict_do_update(index_elements=["name"], set_={"at": now})
             )
             return written
+
+    def audience(self) -> Audience:
+        """Who hears of promotion changes and source trouble, per the current config."""
+        config = self.loaded.config
+        targets = {name: self.channels.targets(name) for name in config.channels}
+        return audience_of(config, targets, self.admin_targets(), self.catalogue)
+
+    def scrape(self, *, every_source: bool = False) -> list[ScrapeResult]:
+        """Scrape the watched sources that are due (all of them with ``every_source``).
+
+        Stores what was found, matches it against subscriptions and queues the
+        immediate alerts; digests wait for ``flush_promotions`` at their time.
+        """
+        profiles = self.loaded.config.watched_sources()
+        now = self.clock.now()
+        chosen = (
+            list(profiles.values()) if every_source else due_sources(self.database, profiles, now)
+        )
+        if not chosen:
+            return []
+        today = now.astimezone(self.loaded.config.timezone).date()
+        validators = stored_validators(self.database, chosen)
+
+        async def fetch() -> list[ScrapeResult]:
+            async with Fetcher(self.fetch_settings) as fetcher:
+                return await fetch_all(chosen, fetcher, today, validators)
+
+        results = asyncio.run(fetch())
+        store_results(self.database, results, self.clock.now(), self.audience(), self._rng)
+        self.flush_promotions()
+        return results
+
+    def flush_promotions(self) -> int:
+        """Queue the promotion alerts and digests that are due; return messages queued."""
+        audience = self.audience()
+        if not audience.subscriptions:
+            return 0
+        with self.database.session() as session:
+            return flush(session, audience, self.clock.now())
 
     def deliver(self) -> DeliveryReport:
         return self.deliverer.deliver_due()

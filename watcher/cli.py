@@ -367,7 +367,10 @@ def _scrape(args: argparse.Namespace) -> int:
 
         results = asyncio.run(run())
         if app is not None:
-            store_results(app.database, results, app.clock.now())
+            # A change found by hand is news like any other: it is matched and queued
+            # now (the daemon, or `watcher run --once`, sends it), never found again.
+            store_results(app.database, results, app.clock.now(), app.audience())
+            app.flush_promotions()
     finally:
         if app is not None:
             app.close()
@@ -437,7 +440,7 @@ def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -
 
     console = Console()
     summary = Table(title="Promotion sources")
-    for column in ("source", "status", "promotions", "new", "changed", "ended", "note"):
+    for column in ("source", "status", "promotions", "new", "changed", "ended", "alerts", "note"):
         summary.add_column(column)
     for r in results:
         counts = {
@@ -452,6 +455,7 @@ def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -
             r.status,
             str(len(r.promotions)),
             *(str(counts[k]) if r.stored else "—" for k in ("new", "changed", "ended")),
+            str(r.alerts) if r.stored else "—",
             note,
         )
     console.print(summary)
@@ -475,6 +479,7 @@ def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
         "error": str(result.error) if result.error else None,
         "stored": result.stored,
         "changes": [{"kind": c.kind, "key": c.promotion.key} for c in result.changes],
+        "alerts": result.alerts,
         "promotions": [
             {
                 "key": p.key,

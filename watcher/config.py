@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -28,6 +28,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from scrapers import Profile, ProfileError, load_profiles, profile_from_dict
@@ -214,6 +215,58 @@ class SimConfig(_Model):
         return self.plan or self.id
 
 
+ChangeKind = Literal["new", "changed", "ended"]
+
+
+class PromotionPrefs(_Model):
+    """What promotions a user wants to hear about, and how often.
+
+    Having the section at all is the opt-in: ``promotions: {}`` means "new promotions
+    of my SIMs' operators, as they are found".
+    """
+
+    operators: list[str] | None = None  # default: the operators of the user's SIMs
+    sources: list[str] | None = None
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    on: list[ChangeKind] = Field(default_factory=lambda: list[ChangeKind](["new"]))
+    digest: Literal["immediate", "daily", "weekly"] = "immediate"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean True.
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = {("on" if key is True else key): item for key, item in value.items()}
+        return value
+
+    @field_validator("operators")
+    @classmethod
+    def _operator_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [name.strip().lower() for name in value]
+        if not all(names):
+            raise ValueError("an operator name cannot be empty")
+        return names
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        if any(not word.strip() for word in value):
+            raise ValueError("a keyword cannot be empty")
+        return value
+
+    @field_validator("on")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one of new, changed, ended")
+        if len(set(value)) != len(value):
+            raise ValueError("the same kind is listed twice")
+        return value
+
+
 class UserConfig(_Model):
     """A person who gets reminders, and their SIMs."""
 
@@ -224,6 +277,7 @@ class UserConfig(_Model):
     quiet_hours: QuietField | None = None
     remind_at: ClockField | None = None
     sims: list[SimConfig] = Field(default_factory=list)
+    promotions: PromotionPrefs | None = None
 
     @field_validator("language")
     @classmethod
@@ -278,6 +332,33 @@ class Config(_Model):
     def source_profiles(self) -> dict[str, Profile]:
         """The built-in promotion sources, with the config's ``sources:`` added or replacing."""
         return dict(self._profiles)
+
+    def promotion_sources(self, user: UserConfig) -> list[str]:
+        """The ids of the sources a user subscribed to, in profile order (none if not opted in).
+
+        ``operators`` and ``sources`` add up; with neither, the operators of the user's
+        SIMs are meant.
+        """
+        prefs = user.promotions
+        if prefs is None:
+            return []
+        operators = prefs.operators
+        if operators is None and prefs.sources is None:
+            operators = [sim.operator for sim in user.sims]
+        wanted_ops = set(operators or [])
+        wanted_ids = set(prefs.sources or [])
+        return [
+            profile.id
+            for profile in self._profiles.values()
+            if profile.id in wanted_ids or profile.source.operator in wanted_ops
+        ]
+
+    def watched_sources(self) -> dict[str, Profile]:
+        """The sources the daemon scrapes: subscribed ones, and all listed under ``sources:``."""
+        listed = {entry.get("id") for entry in self.sources if isinstance(entry, dict)}
+        for user in self.users:
+            listed.update(self.promotion_sources(user))
+        return {pid: profile for pid, profile in self._profiles.items() if pid in listed}
 
     def user_timezone(self, user: UserConfig) -> ZoneInfo:
         return user.timezone or self.timezone
@@ -357,19 +438,27 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     # Cross-references are checked on the raw data so they are reported even when
     # some field is also invalid: `watcher check` lists every problem at once.
     issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]
+    config: Config | None = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         issues = _issues_from(exc, file) + issues
     except RecursionError:
         issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
-    if issues:
+    entries = raw.get("sources")
+    profiles, source_issues = _source_profiles(entries if isinstance(entries, list) else [], file)
+    issues += source_issues
+    issues += [
+        ConfigIssue(file, path, problem)
+        for path, problem in _subscription_references(raw.get("users"), profiles)
+    ]
+    if issues or config is None:
         raise ConfigError(issues)
-    config._profiles = _source_profiles(config.sources, file)
+    config._profiles = profiles
     return config
 
 
-def _source_profiles(entries: list[Any], file: str) -> dict[str, Profile]:
+def _source_profiles(entries: list[Any], file: str) -> tuple[dict[str, Profile], list[ConfigIssue]]:
     """Built-in profiles, then the config's entries by id (an entry replaces a built-in)."""
     try:
         profiles = load_profiles()
@@ -397,9 +486,38 @@ def _source_profiles(entries: list[Any], file: str) -> dict[str, Profile]:
             )
         seen.add(profile.id)
         profiles[profile.id] = profile
-    if issues:
-        raise ConfigError(issues)
-    return profiles
+    return profiles, issues
+
+
+def _subscription_references(
+    users: object, profiles: Mapping[str, Profile]
+) -> list[tuple[str, str]]:
+    """Unknown source ids, and operators no source watches, in ``users[].promotions``."""
+    problems: list[tuple[str, str]] = []
+    operators = {p.source.operator for p in profiles.values() if p.source.operator}
+    for u, user in enumerate(users if isinstance(users, list) else []):
+        prefs = user.get("promotions") if isinstance(user, dict) else None
+        if not isinstance(prefs, dict):
+            continue
+        where = f"users[{u}].promotions"
+        ids = prefs.get("sources")
+        for i, source_id in enumerate(ids if isinstance(ids, list) else []):
+            if isinstance(source_id, str) and source_id not in profiles:
+                known = ", ".join(profiles) or "none"
+                problems.append(
+                    (f"{where}.sources[{i}]", f"unknown source {source_id!r} (known: {known})")
+                )
+        names = prefs.get("operators")
+        for i, name in enumerate(names if isinstance(names, list) else []):
+            if isinstance(name, str) and name.strip() and name.strip().lower() not in operators:
+                problems.append(
+                    (
+                        f"{where}.operators[{i}]",
+                        f"no promotion source watches operator {name.strip()!r} (sources exist "
+                        f"for {', '.join(sorted(operators)) or 'none'}); add one under sources:",
+                    )
+                )
+    return problems
 
 
 def _raw_urls(channels: object) -> list[str]:

@@ -1,9 +1,11 @@
 """The long-running daemon: APScheduler drives planning and delivery.
 
-Two jobs, each ``coalesce=True`` and ``max_instances=1``: *plan* (re-read the config
-if it changed, write due reminders to the outbox) and *deliver* (send what is
-pending, respecting backoff). Planning wakes delivery at once; between runs the
-process sleeps, so an idle daemon costs next to no CPU.
+Three jobs, each ``coalesce=True`` and ``max_instances=1``: *plan* (re-read the config
+if it changed, write due reminders and promotion digests to the outbox), *deliver*
+(send what is pending, respecting backoff) and *scrape* (fetch the promotion sources
+whose ``every`` has come round; each source's next time carries its own jitter).
+Planning and scraping wake delivery at once; between runs the process sleeps, so an
+idle daemon costs next to no CPU.
 
 SIGTERM/SIGINT: stop taking new work, let in-flight sends finish (bounded), exit 0.
 """
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 PLAN_EVERY_SECONDS = 30
 DELIVER_EVERY_SECONDS = 15
+SCRAPE_CHECK_SECONDS = 60  # how often due sources are looked for (MIN_EVERY is 5 min)
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -36,6 +39,11 @@ def run_once(app: App) -> int:
 
     release_claims(app.database)
     app.sync()
+    results = app.scrape(every_source=True)
+    if results:
+        failed = sum(1 for result in results if result.error is not None)
+        log.info("once: scraped %d promotion sources, %d failed", len(results), failed)
+    app.flush_promotions()
     app.plan()
     report = app.deliver()
     with app.database.session() as session:
@@ -68,15 +76,25 @@ def run_daemon(app: App, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> int:
 
     scheduler = BackgroundScheduler(timezone=UTC)
 
+    def wake_delivery() -> None:
+        job = scheduler.get_job("deliver")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
     def plan() -> None:
         try:
             app.reload_if_changed()
-            if app.plan():
-                job = scheduler.get_job("deliver")
-                if job is not None:
-                    job.modify(next_run_time=datetime.now(UTC))
+            if app.plan() + app.flush_promotions():
+                wake_delivery()
         except Exception:
             log.exception("planning failed; will retry")
+
+    def scrape() -> None:
+        try:
+            if any(result.alerts or result.error for result in app.scrape()):
+                wake_delivery()
+        except Exception:
+            log.exception("scraping failed; will retry")
 
     def deliver() -> None:
         try:
@@ -97,6 +115,13 @@ def run_daemon(app: App, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> int:
         deliver,
         IntervalTrigger(seconds=DELIVER_EVERY_SECONDS),
         id="deliver",
+        next_run_time=now,
+        **common,
+    )
+    scheduler.add_job(
+        scrape,
+        IntervalTrigger(seconds=SCRAPE_CHECK_SECONDS, jitter=5),
+        id="scrape",
         next_run_time=now,
         **common,
     )

@@ -8,7 +8,7 @@ unknown language falls back to English.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -19,12 +19,14 @@ from watcher.catalogue import LANGUAGES, Operator, resolve_language
 __all__ = [
     "LANGUAGES",
     "Message",
+    "PromotionItem",
     "ReminderFacts",
     "ReminderKind",
     "format_date",
     "format_days",
     "format_money",
     "render_dead_letter",
+    "render_promotions",
     "render_reminder",
     "render_test",
 ]
@@ -54,6 +56,24 @@ class ReminderFacts:
     last_balance_check: date | None = None
     balance: Decimal | None = None  # last recorded balance, if any
     low_balance: Decimal | None = None  # the user's threshold, if any
+
+
+@dataclass(frozen=True)
+class PromotionItem:
+    """One promotion change a user is told about, as stored (texts are the page's own)."""
+
+    kind: Literal["new", "changed", "ended"]
+    title: str
+    source_name: str  # the operator's display name, else the source id
+    link: str | None = None
+    summary: str | None = None
+    starts: date | None = None
+    ends: date | None = None
+    price_text: str | None = None
+    before_title: str | None = None  # for a change: what the changed fields read before
+    before_date_text: str | None = None
+    before_price_text: str | None = None
+    changed_fields: tuple[str, ...] = ()
 
 
 def _russian_plural(count: int, one: str, few: str, many: str) -> str:
@@ -151,6 +171,19 @@ _EN = _Language(
             'This is a test notification from SIM Watcher to the channel "{channel}". '
             "If you can read it, the channel works."
         ),
+        "promo.title.new": "New promotion: {title}",
+        "promo.title.changed": "Promotion changed: {title}",
+        "promo.title.ended": "Promotion ended: {title}",
+        "promo.title.many": "{count} promotion updates",
+        "promo.title.digest": "Promotions digest: {count} updates",
+        "promo.new": "New",
+        "promo.changed": "Changed",
+        "promo.ended": "Ended",
+        "promo.until": "until {end}",
+        "promo.from": "from {start}",
+        "promo.period": "{start} – {end}",
+        "promo.was": "was: {before}",
+        "promo.more": "…and {count} more: `watcher promotions` lists them all.",
     },
 )
 
@@ -228,6 +261,19 @@ _RU = _Language(
             "Это тестовое уведомление SIM Watcher для канала «{channel}». "
             "Если вы его видите, канал работает."
         ),
+        "promo.title.new": "Новая акция: {title}",
+        "promo.title.changed": "Акция изменилась: {title}",
+        "promo.title.ended": "Акция завершилась: {title}",
+        "promo.title.many": "Новости акций: {count}",
+        "promo.title.digest": "Дайджест акций: {count}",
+        "promo.new": "Новая",
+        "promo.changed": "Изменилась",
+        "promo.ended": "Завершилась",
+        "promo.until": "до {end}",
+        "promo.from": "с {start}",
+        "promo.period": "{start} – {end}",
+        "promo.was": "было: {before}",
+        "promo.more": "…и ещё {count}: все показывает `watcher promotions`.",
     },
 )
 
@@ -283,6 +329,19 @@ _ZH = _Language(
             "这是 SIM Watcher 发往渠道“{channel}”的测试通知。"
             "如果您能看到这条消息，说明该渠道工作正常。"
         ),
+        "promo.title.new": "新优惠：{title}",
+        "promo.title.changed": "优惠有变：{title}",
+        "promo.title.ended": "优惠已结束：{title}",
+        "promo.title.many": "{count} 条优惠更新",
+        "promo.title.digest": "优惠摘要：{count} 条更新",
+        "promo.new": "新",
+        "promo.changed": "变更",
+        "promo.ended": "结束",
+        "promo.until": "截至{end}",
+        "promo.from": "{start}起",
+        "promo.period": "{start} – {end}",
+        "promo.was": "原为：{before}",
+        "promo.more": "……还有 {count} 条：运行 `watcher promotions` 查看全部。",
     },
 )
 
@@ -366,6 +425,19 @@ _KK = _Language(
             "Бұл — «{channel}» арнасына жіберілген SIM Watcher сынақ хабарламасы. "
             "Оны оқи алсаңыз, арна жұмыс істейді."
         ),
+        "promo.title.new": "Жаңа акция: {title}",
+        "promo.title.changed": "Акция өзгерді: {title}",
+        "promo.title.ended": "Акция аяқталды: {title}",
+        "promo.title.many": "Акция жаңалықтары: {count}",
+        "promo.title.digest": "Акциялар дайджесі: {count}",
+        "promo.new": "Жаңа",
+        "promo.changed": "Өзгерді",
+        "promo.ended": "Аяқталды",
+        "promo.until": "{end} дейін",
+        "promo.from": "{start} бастап",
+        "promo.period": "{start} – {end}",
+        "promo.was": "бұрын: {before}",
+        "promo.more": "…тағы {count}: барлығын `watcher promotions` көрсетеді.",
     },
 )
 
@@ -433,6 +505,78 @@ def render_reminder(facts: ReminderFacts, language: str) -> Message:
     situation = data.sentence_gap.join(data.templates[key].format_map(values) for key in keys)
     title = data.templates[f"{facts.kind}.title.{state}"].format_map(values)
     return Message(title=title, body=f"{situation}\n\n{instructions}")
+
+
+# Page texts are the operator's, not ours: long ones are cut so a message stays readable.
+_TITLE_LIMIT = 160
+_SUMMARY_LIMIT = 300
+PROMOTIONS_PER_MESSAGE = 25
+
+
+def render_promotions(
+    items: Sequence[PromotionItem], language: str, *, digest: bool = False
+) -> Message:
+    """One message about ``items`` (at least one): a single change, or a list of them.
+
+    Items are listed in the order given, at most :data:`PROMOTIONS_PER_MESSAGE`;
+    the rest are counted. Each shows its kind, title, source, dates, price, summary,
+    what changed from, and its link.
+    """
+    if not items:
+        raise ValueError("render_promotions needs at least one item")
+    lang = resolve_language(language)
+    data = _LANGUAGE_DATA[lang]
+    t = data.templates
+    if len(items) == 1 and not digest:
+        title = t[f"promo.title.{items[0].kind}"].format_map({"title": _cut(items[0].title, 80)})
+    else:
+        key = "promo.title.digest" if digest else "promo.title.many"
+        title = t[key].format_map({"count": len(items)})
+    shown = items[:PROMOTIONS_PER_MESSAGE]
+    blocks = [_promotion_block(item, lang, data) for item in shown]
+    if len(items) > len(shown):
+        blocks.append(t["promo.more"].format_map({"count": len(items) - len(shown)}))
+    return Message(title=title, body="\n\n".join(blocks))
+
+
+def _promotion_block(item: PromotionItem, lang: str, data: _Language) -> str:
+    t = data.templates
+    lines = [f"[{t['promo.' + item.kind]}] {_cut(item.title, _TITLE_LIMIT)} — {item.source_name}"]
+    facts = []
+    start = format_date(item.starts, lang) if item.starts else None
+    end = format_date(item.ends, lang) if item.ends else None
+    if start and end:
+        facts.append(t["promo.period"].format_map({"start": start, "end": end}))
+    elif end:
+        facts.append(t["promo.until"].format_map({"end": end}))
+    elif start:
+        facts.append(t["promo.from"].format_map({"start": start}))
+    if item.price_text:
+        facts.append(_cut(item.price_text, 60))
+    if facts:
+        lines.append(" · ".join(facts))
+    if item.summary:
+        lines.append(_cut(item.summary, _SUMMARY_LIMIT))
+    if item.kind == "changed":
+        before = [
+            _cut(text, _TITLE_LIMIT)
+            for name, text in (
+                ("title", item.before_title),
+                ("dates", item.before_date_text),
+                ("price", item.before_price_text),
+            )
+            if name in item.changed_fields and text
+        ]
+        if before:
+            lines.append(t["promo.was"].format_map({"before": " · ".join(before)}))
+    if item.link:
+        lines.append(item.link)
+    return "\n".join(lines)
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _below(balance: Decimal | None, threshold: Decimal | None) -> bool:

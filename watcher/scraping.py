@@ -10,9 +10,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
 
 from scrapers import (
     Change,
@@ -27,9 +30,14 @@ from scrapers import (
     observe,
 )
 from watcher.db.engine import Database
+from watcher.db.models import SourceRow
+from watcher.promotion_alerts import Audience, match, report_source_events
 from watcher.promotion_store import load_state, save_outcome
 
 log = logging.getLogger(__name__)
+
+JITTER = 0.1  # of a source's `every`
+MAX_JITTER = timedelta(minutes=15)
 
 
 @dataclass
@@ -42,6 +50,7 @@ class ScrapeResult:
     not_modified: bool = False
     validators: Validators | None = None  # the page's, to make the next fetch conditional
     changes: list[Change] = field(default_factory=list)
+    alerts: int = 0  # subscriber alerts written for the changes
     stored: bool = False
 
     @property
@@ -105,15 +114,27 @@ def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[s
         }
 
 
-def store_results(database: Database, results: Sequence[ScrapeResult], now: datetime) -> None:
-    """Observe each result against the stored state and save it.
+def store_results(
+    database: Database,
+    results: Sequence[ScrapeResult],
+    now: datetime,
+    audience: Audience | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Observe each result against the stored state and save it, with its alerts.
+
+    One transaction per source holds its new state, its change history, the alerts of
+    its subscribers and the admin messages about it: a crash leaves either all of a
+    source's scrape stored or none of it, and a rerun never alerts twice.
 
     A 304 is a good scrape of the same page as the last good one, so it is observed
     as that page's promotions again: nothing changes, but a failure streak ends and
     absences keep counting, exactly as if the page had been downloaded.
     """
+    rng = rng or random.Random()
     for result in results:
-        source = result.profile.source
+        profile = result.profile
+        source = profile.source
         with database.session() as session:
             state, _ = load_state(session, source.id, url=source.url, spec=spec_of(source))
             seen: Sequence[Promotion] | ScraperError
@@ -128,7 +149,7 @@ def store_results(database: Database, results: Sequence[ScrapeResult], now: date
             else:
                 seen = result.promotions
             outcome = observe(source.id, state, seen)
-            save_outcome(
+            rows = save_outcome(
                 session,
                 source.id,
                 outcome,
@@ -139,6 +160,52 @@ def store_results(database: Database, results: Sequence[ScrapeResult], now: date
                 operator=source.operator,
                 promotions=result.promotions,
                 spec=spec_of(source),
+                next_fetch_at=next_fetch_time(profile, now, rng),
             )
+            if audience is not None:
+                if rows:
+                    result.alerts = match(session, audience, source.id, outcome.changes, rows, now)
+                report_source_events(session, audience, outcome.admin, outcome.state.run, now)
+            elif outcome.admin:
+                for event in outcome.admin:
+                    log.warning("source %s: %s", event.source_id, event.message)
         result.changes = list(outcome.changes)
         result.stored = True
+
+
+def next_fetch_time(profile: Profile, now: datetime, rng: random.Random) -> datetime:
+    """``now`` plus the source's ``every``, give or take a tenth (at most 15 minutes).
+
+    The jitter keeps sources that were added together from firing in lockstep ever after.
+    """
+    spread = min(profile.every.total_seconds() * JITTER, MAX_JITTER.total_seconds())
+    return now + profile.every + timedelta(seconds=rng.uniform(-spread, spread))
+
+
+def due_sources(
+    database: Database, profiles: Mapping[str, Profile], now: datetime
+) -> list[Profile]:
+    """The watched sources to scrape now, and the others marked unwatched.
+
+    Due: never scraped; past its ``next_fetch_at``; scraped longer ago than its
+    (maybe just shortened) ``every`` allows; or read another way than last time (a URL
+    or selector fixed in the config is tried at once).
+    """
+    with database.session() as session:
+        rows = {row.id: row for row in session.scalars(select(SourceRow))}
+        for stored in rows.values():
+            stored.active = stored.id in profiles
+        due = []
+        for profile in profiles.values():
+            row = rows.get(profile.id)
+            if (
+                row is None
+                or row.last_fetched_at is None
+                or row.next_fetch_at is None
+                or row.next_fetch_at <= now
+                or row.last_fetched_at + profile.every * (1 + JITTER) <= now
+                or row.url != profile.source.url
+                or row.spec != spec_of(profile.source)
+            ):
+                due.append(profile)
+        return due

@@ -280,3 +280,26 @@ class PromotionChangeRow(Base):
     before_price_text: Mapped[str | None] = mapped_column(Text)
     run: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PromotionAlertRow(Base):
+    """A change one user is to hear about: written with the change, sent later.
+
+    Rows are written in the transaction that stores the scrape, so a change is matched
+    against subscriptions exactly once (a user who subscribes later is not told of
+    what was found before). ``message_key`` is NULL while the alert waits (for its
+    digest, or the next flush) and then the outbox ``dedup_key`` of the message that
+    carries it, set in the transaction that queues that message.
+    """
+
+    __tablename__ = "promotion_alerts"
+    __table_args__ = (
+        UniqueConstraint("user_name", "change_id"),
+        Index("ix_promotion_alerts_pending", "user_name", "message_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    change_id: Mapped[int] = mapped_column(ForeignKey("promotion_changes.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    message_key: Mapped[str | None] = mapped_column(String(200))
