@@ -1,7 +1,8 @@
-"""Real servers on loopback for tests: a webhook receiver and an SMTP sink."""
+"""Real servers on loopback for tests: a webhook receiver, an SMTP sink, a promotion page."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -149,3 +150,73 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: flo
             return True
         time.sleep(interval)
     return condition()
+
+
+CARD = (
+    '<div class="card"><h2>{title}</h2><a href="{href}">more</a>'
+    '<span class="price">{price}</span><p class="date">{date}</p></div>'
+)
+
+
+class PromoSite:
+    """Serves one page of promotion cards that a test changes between scrapes.
+
+    ``cards`` are dicts with title, href, price and optionally date. ``status`` makes
+    the page answer with that error code instead; ``etags`` answers a matching
+    If-None-Match with 304; ``robots`` is served as /robots.txt (404 when None).
+    """
+
+    def __init__(self) -> None:
+        self.cards: list[dict[str, str]] = []
+        self.etags = False
+        self.status = 200
+        self.robots: str | None = None
+        self.not_modified = 0
+        self.hits = 0  # requests for the page
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/robots.txt" and site.robots is not None:
+                    self._answer(200, site.robots.encode(), "text/plain")
+                    return
+                if self.path != "/offers":
+                    self._answer(404, b"", "text/plain")
+                    return
+                site.hits += 1
+                if site.status != 200:
+                    self._answer(site.status, b"unavailable", "text/plain")
+                    return
+                cards = "".join(CARD.format(**{"date": "", **c}) for c in site.cards)
+                data = f"<html><body>{cards}</body></html>".encode()
+                etag = f'"{hashlib.sha1(data).hexdigest()}"'
+                if site.etags and self.headers.get("If-None-Match") == etag:
+                    site.not_modified += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                self._answer(200, data, "text/html; charset=utf-8", etag if site.etags else None)
+
+            def _answer(self, status: int, data: bytes, kind: str, etag: str | None = None) -> None:
+                self.send_response(status)
+                if etag:
+                    self.send_header("ETag", etag)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/offers"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -2,75 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.servers import CARD, PromoSite
 from watcher.cli import main
-
-CARD = (
-    '<div class="card"><h2>{title}</h2><a href="{href}">more</a>'
-    '<span class="price">{price}</span></div>'
-)
-
-
-class Site:
-    """Serves one page whose cards the test changes between scrapes; robots.txt is 404."""
-
-    def __init__(self) -> None:
-        self.cards: list[dict[str, str]] = []
-        self.etags = False  # answer If-None-Match with 304 when the page is unchanged
-        self.not_modified = 0
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/offers":
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = "<html><body>" + "".join(CARD.format(**c) for c in site.cards)
-                data = (body + "</body></html>").encode()
-                etag = f'"{hashlib.sha1(data).hexdigest()}"'
-                if site.etags and self.headers.get("If-None-Match") == etag:
-                    site.not_modified += 1
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                if site.etags:
-                    self.send_header("ETag", etag)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/offers"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
-def site() -> Iterator[Site]:
-    served = Site()
+def site() -> Iterator[PromoSite]:
+    served = PromoSite()
     served.cards = [
         {"title": "eSIM за 0 ₸", "href": "/p/esim", "price": "0 ₸"},
         {"title": "Роуминг 10 ГБ", "href": "/p/roaming?utm_source=x", "price": "2 990 ₸"},
@@ -81,7 +26,7 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, db_url: str, site: Site) -> Path:
+def config_file(tmp_path: Path, db_url: str, site: PromoSite) -> Path:
     path = tmp_path / "watcher.yaml"
     path.write_text(
         f"""
@@ -121,7 +66,7 @@ def test_dry_run_lists_what_the_page_offers_and_stores_nothing(
 
 
 def test_stored_scrapes_set_a_silent_baseline_then_report_what_is_new(
-    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+    config_file: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, [first] = scrape(capsys, "shop", "-c", str(config_file))
     assert code == 0
@@ -137,7 +82,7 @@ def test_a_saved_page_is_read_offline_with_a_sources_selectors(
     config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     page = tmp_path / "saved.html"
-    page.write_text(CARD.format(title="Saved offer", href="/p/saved", price="1 500 ₸"))
+    page.write_text(CARD.format(title="Saved offer", href="/p/saved", price="1 500 ₸", date=""))
     code, [result] = scrape(
         capsys, "--html-file", str(page), "--source", "shop", "-c", str(config_file)
     )
@@ -146,7 +91,7 @@ def test_a_saved_page_is_read_offline_with_a_sources_selectors(
 
 
 def test_an_unreachable_source_is_a_reported_error_not_a_crash(
-    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+    config_file: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site.stop()
     code, [result] = scrape(capsys, "shop", "--dry-run", "-c", str(config_file))
@@ -165,7 +110,7 @@ def test_an_unknown_source_lists_the_known_ones(
 
 
 def test_promotions_lists_what_stored_scrapes_found_newest_first(
-    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+    config_file: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scrape(capsys, "shop", "-c", str(config_file))
     site.cards.append({"title": "Безлимит на месяц", "href": "/p/unlim", "price": "4 990 ₸"})
@@ -181,7 +126,7 @@ def test_promotions_lists_what_stored_scrapes_found_newest_first(
 
 
 def test_an_unchanged_page_answered_304_alerts_nobody_and_changes_still_show_after(
-    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+    config_file: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site.etags = True
     scrape(capsys, "shop", "-c", str(config_file))  # baseline; the ETag is kept
@@ -198,7 +143,7 @@ def test_an_unchanged_page_answered_304_alerts_nobody_and_changes_still_show_aft
 
 
 def test_a_selector_fix_fetches_the_page_again_and_rebaselines_silently(
-    config_file: Path, site: Site, capsys: pytest.CaptureFixture[str]
+    config_file: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site.etags = True
     scrape(capsys, "shop", "-c", str(config_file))  # baseline, keyed by link
