@@ -20,6 +20,7 @@ GOOD = """
 timezone: Asia/Almaty
 sources:
   - id: my-shop
+    operator: kcell
     url: "https://shop.example.com/offers"
     items: ".card"
     fields: {title: "h2", link: "a@href"}
@@ -39,6 +40,13 @@ users:
         number: "+7 701 123 45 67"
         expires: 2026-12-01
         renew_every: 1m
+    promotions:
+      operators: [kcell]
+      sources: [my-shop]
+      include: ["eSIM", "роуминг"]
+      exclude: ["корпоратив"]
+      on: [new, changed]
+      digest: daily
   - name: bob
     notify: [console]
     sims:
@@ -192,6 +200,43 @@ def test_environment_default_is_used_when_unset() -> None:
             'fields: {titel: "h2"}',
             "cfg.yaml: sources[0].fields: unknown field 'titel'",
         ),
+        (
+            "sources: [my-shop]",
+            "sources: [my-shopp]",
+            "cfg.yaml: users[0].promotions.sources[0]: unknown source 'my-shopp' (known: ",
+        ),
+        (
+            "operators: [kcell]",
+            "operators: [kcell, tele2]",
+            "cfg.yaml: users[0].promotions.operators[1]: no promotion source watches operator "
+            "'tele2' (sources exist for activ, beeline, kcell); add one under sources:",
+        ),
+        (
+            "digest: daily",
+            "digest: hourly",
+            "cfg.yaml: users[0].promotions.digest: "
+            "Input should be 'immediate', 'daily' or 'weekly'",
+        ),
+        (
+            "on: [new, changed]",
+            "on: [new, removed]",
+            "cfg.yaml: users[0].promotions.on[1]: Input should be 'new', 'changed' or 'ended'",
+        ),
+        (
+            "on: [new, changed]",
+            "on: []",
+            "cfg.yaml: users[0].promotions.on: list at least one of new, changed, ended",
+        ),
+        (
+            'exclude: ["корпоратив"]',
+            'exclude: ["  "]',
+            "cfg.yaml: users[0].promotions.exclude: a keyword cannot be empty",
+        ),
+        (
+            "digest: daily",
+            "digest: daily\n      every: 1h",
+            "cfg.yaml: users[0].promotions.every: unknown setting (check the spelling)",
+        ),
     ],
 )
 def test_each_mistake_gets_one_line_with_file_path_and_problem(
@@ -322,11 +367,29 @@ def test_fuzz_arbitrary_bytes_give_a_clean_error_or_a_valid_config(data: bytes) 
         assert all("\n" not in str(issue) for issue in exc.issues)
 
 
+def test_promotion_subscriptions_resolve_to_sources() -> None:
+    config = parse_config(GOOD, "cfg.yaml", {})
+    alice, bob = config.users
+    assert alice.promotions is not None
+    assert alice.promotions.on == ["new", "changed"]  # YAML 1.1 reads `on:` as true
+    assert config.promotion_sources(alice) == ["kcell-promo", "my-shop"]
+    assert config.promotion_sources(bob) == []  # no promotions section: not opted in
+    assert list(config.watched_sources()) == ["kcell-promo", "my-shop"]
+    # With neither operators nor sources, the operators of the user's SIMs are meant.
+    text = GOOD.replace("      operators: [kcell]\n      sources: [my-shop]\n", "")
+    config = parse_config(text, "cfg.yaml", {})
+    assert config.promotion_sources(config.users[0]) == ["kcell-promo", "my-shop"]
+    # Only sources: the SIMs' operators are not added.
+    text = GOOD.replace("      operators: [kcell]\n", "").replace("[my-shop]", "[activ-promo]")
+    config = parse_config(text, "cfg.yaml", {})
+    assert config.promotion_sources(config.users[0]) == ["activ-promo"]
+
+
 def test_a_config_source_is_added_to_the_built_in_ones_and_can_replace_one() -> None:
     profiles = parse_config(GOOD, "cfg.yaml", {}).source_profiles()
     assert profiles["my-shop"].source.url == "https://shop.example.com/offers"
     assert str(profiles["my-shop"].every) == "0:30:00"
     assert "kcell-promo" in profiles  # built in
-    replaced = GOOD.replace("id: my-shop", "id: kcell-promo")
+    replaced = GOOD.replace("id: my-shop", "id: kcell-promo").replace("[my-shop]", "[kcell-promo]")
     kcell = parse_config(replaced, "cfg.yaml", {}).source_profiles()["kcell-promo"]
     assert kcell.source.items == ".card"

@@ -13,12 +13,14 @@ import pytest
 from watcher.catalogue import LANGUAGES, Catalogue, load_catalogue
 from watcher.masking import mask_phone
 from watcher.messages import (
+    PromotionItem,
     ReminderFacts,
     ReminderKind,
     format_date,
     format_days,
     format_money,
     render_dead_letter,
+    render_promotions,
     render_reminder,
     render_test,
 )
@@ -378,3 +380,72 @@ def test_dead_letter_tells_the_admin_what_was_given_up() -> None:
         "given up",
     ):
         assert part in message.body
+
+
+# --- promotions ----------------------------------------------------------------------
+
+ESIM = PromotionItem(
+    kind="new",
+    title="eSIM за 0 ₸",
+    source_name="Kcell",
+    link="https://www.kcell.kz/ru/p/esim",
+    summary="Подключите eSIM   бесплатно\nв приложении",
+    ends=date(2026, 12, 31),
+    price_text="0 ₸",
+)
+
+
+@pytest.mark.parametrize(
+    ("language", "title", "until"),
+    [
+        ("en", "New promotion: eSIM за 0 ₸", "until 31 December 2026"),
+        ("ru", "Новая акция: eSIM за 0 ₸", "до 31 декабря 2026"),
+        ("zh", "新优惠：eSIM за 0 ₸", "截至2026年12月31日"),
+        ("kk", "Жаңа акция: eSIM за 0 ₸", "дейін"),
+    ],
+)
+def test_a_new_promotion_names_itself_its_source_dates_price_and_link(
+    language: str, title: str, until: str
+) -> None:
+    message = render_promotions([ESIM], language)
+    assert message.title == title
+    assert "eSIM за 0 ₸ — Kcell" in message.body
+    assert until in message.body
+    assert "0 ₸" in message.body
+    assert "Подключите eSIM бесплатно в приложении" in message.body  # whitespace collapsed
+    assert message.body.endswith("https://www.kcell.kz/ru/p/esim")
+
+
+def test_a_changed_promotion_says_what_it_was() -> None:
+    changed = PromotionItem(
+        kind="changed",
+        title="Роуминг 10 ГБ",
+        source_name="Beeline",
+        price_text="1 990 ₸",
+        before_price_text="2 990 ₸",
+        before_title="Роуминг 5 ГБ",
+        changed_fields=("price",),
+    )
+    message = render_promotions([changed], "en")
+    assert message.title == "Promotion changed: Роуминг 10 ГБ"
+    assert "was: 2 990 ₸" in message.body
+    assert "Роуминг 5 ГБ" not in message.body  # the title did not change
+
+
+def test_several_promotions_make_one_message_and_a_long_list_is_cut_with_a_count() -> None:
+    items = [replace(ESIM, title=f"Offer {n}") for n in range(30)]
+    message = render_promotions(items, "en")
+    assert message.title == "30 promotion updates"
+    assert "Offer 24" in message.body
+    assert "Offer 25" not in message.body
+    assert "…and 5 more: `watcher promotions` lists them all." in message.body
+    digest = render_promotions(items[:2], "ru", digest=True)
+    assert digest.title == "Дайджест акций: 2"
+
+
+def test_a_huge_page_title_is_cut_in_the_message() -> None:
+    message = render_promotions([replace(ESIM, title="Очень " * 200)], "en")
+    assert len(message.title) < 120
+    first_line = message.body.splitlines()[0]
+    assert len(first_line) < 200
+    assert first_line.count("Очень") < 40

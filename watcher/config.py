@@ -377,7 +377,11 @@ class Config(_Model):
 
 
 def _known(names: set[str]) -> str:
-    return f" (defined: {', '.join(sorted(names))})" if names else " (no channels are defined)"
+    if not names:
+        return " (no channels are defined)"
+    # A name that is not a plain word is quoted, so a newline in it cannot break the line.
+    shown = (n if re.fullmatch(r"[\w.-]+", n) else json.dumps(n, ensure_ascii=False) for n in names)
+    return f" (defined: {', '.join(sorted(shown))})"
 
 
 # --- loading -----------------------------------------------------------------------
