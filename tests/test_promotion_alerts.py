@@ -476,3 +476,80 @@ def test_digest_time_is_the_latest_remind_at_in_the_users_zone(
 ) -> None:
     at = datetime.fromisoformat(now)
     assert digest_cutoff(_subscription(digest, zone), at) == datetime.fromisoformat(expected)
+
+
+# --- the real commands ---------------------------------------------------------------
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, site: PromoSite, webhook: WebhookReceiver) -> Path:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        f"""
+timezone: Asia/Almaty
+database: sqlite:///{tmp_path / "watcher.db"}
+channels:
+  alice-hook: "{webhook.url("alice")}"
+sources:
+  - id: kcell-promo
+    operator: kcell
+    url: "{site.url}"
+    every: 5m
+    items: ".card"
+    fields: {{title: "h2", link: "a@href", price: ".price"}}
+users:
+{alice()}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_run_once_scrapes_every_source_and_sends_what_is_new(
+    config_path: Path, site: PromoSite, webhook: WebhookReceiver
+) -> None:
+    from watcher.cli import main
+
+    assert main(["run", "--once", "-c", str(config_path)]) == 0  # the baseline
+    assert webhook.received == []
+    site.cards.append(dict(UNLIM))
+    assert main(["run", "--once", "-c", str(config_path)]) == 0
+    assert [m["title"] for m in sent_to(webhook, "alice")] == ["New promotion: Безлимит на месяц"]
+
+
+@pytest.mark.e2e
+def test_the_daemon_scrapes_a_due_source_and_alerts_within_seconds(
+    config_path: Path, site: PromoSite, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, update
+
+    from tests.servers import wait_for
+    from watcher.cli import main
+
+    assert main(["scrape", "kcell-promo", "--json", "-c", str(config_path)]) == 0  # baseline
+    site.cards.append(dict(UNLIM))
+    # Six hours later, as far as the source is concerned: it is due.
+    engine = create_engine(f"sqlite:///{tmp_path / 'watcher.db'}")
+    with engine.begin() as connection:
+        connection.execute(update(SourceRow).values(next_fetch_at=NOON_ALMATY))
+    engine.dispose()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "run", "-c", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for(lambda: bool(sent_to(webhook, "alice")), timeout=30)
+        assert [m["title"] for m in sent_to(webhook, "alice")] == [
+            "New promotion: Безлимит на месяц"
+        ]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
