@@ -68,6 +68,20 @@ def test_example_config_is_valid() -> None:
     assert loaded.config.channels["console"] == ["console://"]
 
 
+@pytest.mark.parametrize("path", ["config/example.yaml", "watcher/starter.yaml"])
+def test_the_commented_promotions_section_is_valid_once_uncommented(path: str) -> None:
+    lines = (ROOT / path).read_text(encoding="utf-8").splitlines()
+    opened = [
+        line.replace("# ", "", 1) if line.startswith(("    # promotions:", "    #   ")) else line
+        for line in lines
+    ]
+    assert opened != lines
+    config = parse_config("\n".join(opened), path, {})
+    alice = config.users[0]
+    assert alice.promotions is not None
+    assert config.promotion_sources(alice) == ["kcell-promo"]
+
+
 def test_starter_config_is_valid() -> None:
     assert load_config(ROOT / "watcher" / "starter.yaml", {}).config.users
 
@@ -233,6 +247,16 @@ def test_environment_default_is_used_when_unset() -> None:
             "cfg.yaml: users[0].promotions.exclude: a keyword cannot be empty",
         ),
         (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\nscraping: {proxy: 'ftp://user:pw@proxy.example.com'}",
+            "cfg.yaml: scraping: proxy must be an http://, https:// or socks5:// URL with a host",
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\nscraping: {respect_robots: maybe}",
+            "cfg.yaml: scraping.respect_robots: Input should be a valid boolean",
+        ),
+        (
             "digest: daily",
             "digest: daily\n      every: 1h",
             "cfg.yaml: users[0].promotions.every: unknown setting (check the spelling)",
@@ -365,6 +389,22 @@ def test_fuzz_arbitrary_bytes_give_a_clean_error_or_a_valid_config(data: bytes) 
         parse_config(data, "fuzz.yaml", {})
     except ConfigError as exc:
         assert all("\n" not in str(issue) for issue in exc.issues)
+
+
+def test_scraping_settings_reach_the_fetcher() -> None:
+    text = GOOD.replace(
+        "timezone: Asia/Almaty",
+        "timezone: Asia/Almaty\n"
+        "scraping: {proxy: 'http://127.0.0.1:3128', user_agent: 'MyWatcher/1', "
+        "respect_robots: false}",
+    )
+    settings = parse_config(text, "cfg.yaml", {}).scraping.fetch_settings()
+    assert settings.proxy == "http://127.0.0.1:3128"
+    assert settings.user_agent == "MyWatcher/1"
+    assert settings.respect_robots is False
+    default = parse_config(GOOD, "cfg.yaml", {}).scraping.fetch_settings()
+    assert default.respect_robots is True
+    assert default.user_agent.startswith("SIMWatcher/")
 
 
 def test_promotion_subscriptions_resolve_to_sources() -> None:

@@ -57,7 +57,8 @@ class App:
             concurrency=concurrency,
             stopping=self.stopping,
         )
-        self.fetch_settings = fetch_settings or FetchSettings()
+        self._fixed_fetch_settings = fetch_settings
+        self.fetch_settings = fetch_settings or loaded.config.scraping.fetch_settings()
         self._rng = random.Random()
         self._bad_config_mtime: int | None = None
 
@@ -156,6 +157,7 @@ class App:
         self.deliverer.channels = self.channels
         self.deliverer.catalogue = self.catalogue
         self.deliverer.admin_targets = self.admin_targets()
+        self.fetch_settings = self._fixed_fetch_settings or loaded.config.scraping.fetch_settings()
         self.sync()
         log.info("config reloaded from %s", path)
         return True

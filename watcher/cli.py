@@ -322,7 +322,7 @@ def _balance(args: argparse.Namespace) -> int:
 def _scrape(args: argparse.Namespace) -> int:
     import asyncio
 
-    from scrapers import Fetcher, FetchSettings, ScraperError, decode_text
+    from scrapers import Fetcher, ScraperError, decode_text
     from watcher.scraping import extract_page, fetch_all, store_results, stored_validators
 
     loaded = load_config(_config_path(args))
@@ -350,7 +350,7 @@ def _scrape(args: argparse.Namespace) -> int:
         validators = stored_validators(app.database, chosen) if app else {}
 
         async def run() -> list[ScrapeResult]:
-            async with Fetcher(FetchSettings()) as fetcher:
+            async with Fetcher(loaded.config.scraping.fetch_settings()) as fetcher:
                 if args.json or len(chosen) == 1:
                     return await fetch_all(chosen, fetcher, today, validators)
                 from rich.progress import Progress

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from scrapers import Profile, ProfileError, load_profiles, profile_from_dict
+from scrapers import FetchSettings, Profile, ProfileError, load_profiles, profile_from_dict
 from watcher.catalogue import OperatorEntry
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
@@ -267,6 +267,25 @@ class PromotionPrefs(_Model):
         return value
 
 
+class ScrapingConfig(_Model):
+    """How promotion pages are fetched (the defaults suit almost everyone)."""
+
+    proxy: str | None = None  # else the standard HTTP(S)_PROXY / NO_PROXY variables
+    user_agent: str | None = None
+    respect_robots: bool = True
+
+    @model_validator(mode="after")
+    def _usable(self) -> ScrapingConfig:
+        self.fetch_settings()  # FetchSettings' own rules; its messages hold no secrets
+        return self
+
+    def fetch_settings(self) -> FetchSettings:
+        settings = FetchSettings(proxy=self.proxy, respect_robots=self.respect_robots)
+        if self.user_agent is not None:
+            settings = replace(settings, user_agent=self.user_agent)
+        return settings
+
+
 class UserConfig(_Model):
     """A person who gets reminders, and their SIMs."""
 
@@ -299,6 +318,7 @@ class Config(_Model):
     operators: dict[str, OperatorEntry] = Field(default_factory=dict)
     # Promotion sources: checked by scrapers' own profile rules in parse_config.
     sources: list[Any] = Field(default_factory=list)
+    scraping: ScrapingConfig = Field(default_factory=ScrapingConfig)
     users: list[UserConfig] = Field(default_factory=list)
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
 
@@ -438,7 +458,9 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     if issues:
         raise ConfigError(issues)
     # Validating a channel URL makes Apprise log it at DEBUG: hide its secrets first.
-    hide_in_logs(_raw_urls(raw.get("channels")))
+    scraping = raw.get("scraping")
+    proxy = scraping.get("proxy") if isinstance(scraping, dict) else None
+    hide_in_logs(_raw_urls(raw.get("channels")) + ([proxy] if isinstance(proxy, str) else []))
     # Cross-references are checked on the raw data so they are reported even when
     # some field is also invalid: `watcher check` lists every problem at once.
     issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]

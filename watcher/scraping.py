@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 
@@ -27,6 +27,7 @@ from scrapers import (
     Source,
     Validators,
     extract,
+    jittered,
     observe,
 )
 from watcher.db.engine import Database
@@ -37,7 +38,6 @@ from watcher.promotion_store import load_state, save_outcome
 log = logging.getLogger(__name__)
 
 JITTER = 0.1  # of a source's `every`
-MAX_JITTER = timedelta(minutes=15)
 
 
 @dataclass
@@ -174,12 +174,11 @@ def store_results(
 
 
 def next_fetch_time(profile: Profile, now: datetime, rng: random.Random) -> datetime:
-    """``now`` plus the source's ``every``, give or take a tenth (at most 15 minutes).
+    """``now`` plus the source's ``every``, give or take a tenth.
 
     The jitter keeps sources that were added together from firing in lockstep ever after.
     """
-    spread = min(profile.every.total_seconds() * JITTER, MAX_JITTER.total_seconds())
-    return now + profile.every + timedelta(seconds=rng.uniform(-spread, spread))
+    return now + jittered(profile.every, rng, JITTER)
 
 
 def due_sources(
