@@ -68,7 +68,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -550,16 +550,21 @@ def check_depth(page_text: str, limit: int = MAX_DEPTH) -> None:
     """
     if page_text.count("<") <= limit:
         return  # not enough tags to get that deep
-    if not _too_deep(_NAME_SCAN.findall(page_text), limit):
+    # Tokens are generated, not listed: a list of every tag of a 5 MB page would cost
+    # more memory than the page itself.
+    names = (match.group(1) or "" for match in _NAME_SCAN.finditer(page_text))
+    if not _too_deep(names, limit):
         return
-    tokens = [name + slash for name, slash in _TAG_SCAN.findall(page_text)]
+    tokens = (
+        (match.group(1) or "") + (match.group(2) or "") for match in _TAG_SCAN.finditer(page_text)
+    )
     if _too_deep(tokens, limit):
         raise ExtractError(
             f"the page nests elements more than {limit} deep; broken or hostile markup, not parsed"
         )
 
 
-def _too_deep(tokens: Sequence[str], limit: int) -> bool:
+def _too_deep(tokens: Iterable[str], limit: int) -> bool:
     """Whether the stack of open elements grows past ``limit``. Tokens: ``"div"``,
     ``"/div"``, ``"path/"`` (self-closing), ``""`` (a comment or script)."""
     stack: list[str] = []

@@ -209,6 +209,10 @@ def jittered(every: timedelta, rng: random.Random, spread: float = 0.1) -> timed
     return every * (1 + rng.uniform(-spread, spread))
 
 
+# A page with at least this many undecodable characters, over 1 % of its text, is refused.
+_UNDECODABLE_MIN = 8
+
+
 def decode_text(body: bytes, content_type: str | None = None) -> str:
     """Bytes of a page as text, as a browser would decode them; never raises.
 
@@ -477,10 +481,20 @@ class Fetcher:
         if not 200 <= status < 300:
             raise FetchStatus(f"HTTP {status} from {_where(reply.url)}", url, status=status)
         content_type = reply.headers.get("content-type")
+        text = decode_text(reply.body, content_type)
+        undecodable = text.count("\ufffd")
+        if undecodable >= _UNDECODABLE_MIN and undecodable * 100 > len(text):
+            # A page in another charset than it declares: its titles would be garbage,
+            # and garbage titles would read as new promotions.
+            raise FetchError(
+                f"{_where(reply.url)} is not readable text: {undecodable} characters could "
+                "not be decoded (a wrong charset?)",
+                url,
+            )
         return Page(
             url=str(reply.url),
             status=status,
-            text=decode_text(reply.body, content_type),
+            text=text,
             validators=Validators(etag=etag, last_modified=last_modified),
             content_type=_content_type(content_type)[0],
         )

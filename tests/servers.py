@@ -164,6 +164,8 @@ class PromoSite:
     ``cards`` are dicts with title, href, price and optionally date. ``status`` makes
     the page answer with that error code instead; ``etags`` answers a matching
     If-None-Match with 304; ``robots`` is served as /robots.txt (404 when None).
+    ``raw`` = (status, headers, body) replaces the page with exactly that answer, and
+    ``delay`` stalls every page answer, for hostile-server tests.
     """
 
     def __init__(self) -> None:
@@ -173,6 +175,8 @@ class PromoSite:
         self.robots: str | None = None
         self.not_modified = 0
         self.hits = 0  # requests for the page
+        self.raw: tuple[int, dict[str, str], bytes] | None = None
+        self.delay = 0.0
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -184,6 +188,17 @@ class PromoSite:
                     self._answer(404, b"", "text/plain")
                     return
                 site.hits += 1
+                if site.delay:
+                    time.sleep(site.delay)
+                if site.raw is not None:
+                    status, headers, body = site.raw
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if site.status != 200:
                     self._answer(site.status, b"unavailable", "text/plain")
                     return
@@ -211,6 +226,7 @@ class PromoSite:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property

@@ -8,6 +8,7 @@ subscription by operator never reaches the real site.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def make_app(
     apps: list[App] = []
     clock = FixedClock(NOON_ALMATY)
 
-    def make(users: str, *, clock: FixedClock = clock) -> App:
+    def make(users: str, *, clock: FixedClock = clock, fetch_settings: FetchSettings = FAST) -> App:
         path = tmp_path / "watcher.yaml"
         path.write_text(
             f"""
@@ -76,7 +77,7 @@ users:
 """,
             encoding="utf-8",
         )
-        app = App(load_config(path, {}), clock=clock, env={}, fetch_settings=FAST)
+        app = App(load_config(path, {}), clock=clock, env={}, fetch_settings=fetch_settings)
         app.sync()
         apps.append(app)
         return app
@@ -388,6 +389,58 @@ def test_one_message_per_target_per_flush_and_nothing_twice(
     assert pending == 0
 
 
+HOSTILE: dict[str, tuple[int, dict[str, str], bytes] | None] = {
+    "500": (500, {}, b"oops"),
+    "slow": None,  # the page stalls past the read timeout
+    "redirect loop": (302, {"Location": "/offers"}, b""),
+    "redirect to file": (302, {"Location": "file:///etc/passwd"}, b""),
+    "redirect to javascript": (302, {"Location": "javascript:alert(1)"}, b""),
+    "50 MB body": (200, {"Content-Type": "text/html"}, b"<div class=card>" * 3_300_000),
+    "binary garbage": (200, {}, bytes(range(256)) * 4000),
+    "wrong charset": (
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        "".join(
+            f'<div class="card"><h2>Акция номер {n}</h2><a href="/p/{n}">подробнее</a></div>'
+            for n in range(5)
+        ).encode("cp1251"),
+    ),
+    "deep nesting": (200, {"Content-Type": "text/html"}, b"<div>" * 200_000),
+    "empty page": (200, {"Content-Type": "text/html"}, b""),
+}
+
+
+@pytest.mark.parametrize("mode", list(HOSTILE))
+def test_a_hostile_or_broken_page_is_recorded_and_alerts_nobody(
+    make_app: MakeApp, site: PromoSite, webhook: WebhookReceiver, mode: str
+) -> None:
+    import tracemalloc
+
+    settings = replace(FAST, read_timeout=0.5, total_timeout=2, max_bytes=2 * 1024 * 1024)
+    app = make_app(alice('{"on": [new, changed, ended]}'), fetch_settings=settings)
+    cycle(app)  # a good baseline first
+    site.raw = HOSTILE[mode]
+    site.delay = 1.5 if mode == "slow" else 0.0
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            cycle(app)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Pages are capped at 2 MiB here; Python memory must stay within a few pages.
+    assert peak < 16 * 1024 * 1024, f"{mode}: {peak / 2**20:.0f} MiB"
+    with app.database.session() as session:
+        source = session.get(SourceRow, "kcell-promo")
+        assert source is not None
+        recorded = source.last_error if source.failures else f"{source.empty_runs} empty"
+        assert source.failures == 3 or source.empty_runs == 3, (mode, recorded)
+        ended = session.scalar(select(func.count()).select_from(PromotionAlertRow))
+    assert ended == 0
+    assert sent_to(webhook, "alice") == []  # nothing "ended", nothing "new"
+    assert len(sent_to(webhook, "admin")) == 1, [m["title"] for m in sent_to(webhook, "admin")]
+
+
 # --- scheduling -----------------------------------------------------------------------
 
 
@@ -411,8 +464,6 @@ def test_a_source_is_due_when_new_when_its_time_comes_and_when_its_page_moves(
     assert len(due_sources(app.database, profiles, clock.now())) == 1
     moved = {"kcell-promo": profiles["kcell-promo"]}
     source = moved["kcell-promo"].source
-    from dataclasses import replace
-
     moved["kcell-promo"] = replace(
         moved["kcell-promo"], source=replace(source, url=source.url + "?page=1")
     )

@@ -929,3 +929,11 @@ def test_jittered_is_reproducible_and_zero_spread_is_exact() -> None:
 def test_jittered_rejects_nonsense(every: timedelta, spread: float) -> None:
     with pytest.raises(ValueError, match="must"):
         jittered(every, random.Random(1), spread)
+
+
+def test_a_page_mostly_undecodable_in_its_declared_charset_is_refused(site: Site) -> None:
+    page = "<h2>Роуминг по миру</h2><p>Подключите eSIM бесплатно</p>".encode("cp1251")
+    site.route("/promo", Reply(body=page, headers={"Content-Type": "text/html; charset=utf-8"}))
+
+    with pytest.raises(FetchError, match=r"not readable text: .* \(a wrong charset\?\)"):
+        fetch(site.url("/promo"))
