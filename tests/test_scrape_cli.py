@@ -155,3 +155,10 @@ def test_a_selector_fix_fetches_the_page_again_and_rebaselines_silently(
     assert result["status"] == "ok"
     assert all(p["key"].startswith("title:") for p in result["promotions"])
     assert result["changes"] == []  # re-keyed promotions are a baseline, not "new"
+    # What the old selectors found is history now: it never "ends" or comes back.
+    for _ in range(3):
+        code, [later] = scrape(capsys, "shop", "-c", str(config_file))
+        assert later["changes"] == []
+    assert main(["promotions", "--active", "--json", "-c", str(config_file)]) == 0
+    active = json.loads(capsys.readouterr().out)
+    assert len(active) == len(result["promotions"])

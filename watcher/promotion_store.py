@@ -10,7 +10,9 @@ Choices made here:
 
 - Promotion rows are never deleted. An ended promotion stays in ``known`` (observe
   keeps it there, with ``ended=True``), so one that comes back is reported as the
-  return of what was known, and keeps its first-seen time.
+  return of what was known, and keeps its first-seen time. Only a new baseline drops
+  keys from ``known``; their rows are marked ended and ``forgotten`` and are not
+  loaded again (a key seen again later takes its row back).
 - A promotion changes at most once per scrape, so change rows are unique per
   (promotion, run): saving the same outcome twice writes and returns the same rows,
   and an outcome older than what is stored (another process scraped the source in the
@@ -84,7 +86,9 @@ def load_state(
         return SourceState(), Validators()
     columns = [getattr(PromotionRow, name) for name in _KNOWN_FIELDS]
     rows = session.execute(
-        select(*columns).where(PromotionRow.source_id == source_id).order_by(PromotionRow.id)
+        select(*columns)
+        .where(PromotionRow.source_id == source_id, PromotionRow.forgotten.is_(False))
+        .order_by(PromotionRow.id)
     )
     # Insertion order is observe's order for ``known``, which orders its "ended" changes.
     known = {row.key: Known(**row._asdict()) for row in rows}
@@ -173,14 +177,32 @@ def save_outcome(
             ended_at = now if known.ended else None
             # Every dict with the same keys, so they make one INSERT.
             first = {"source_id": source_id, "key_hash": key_hash(key), "first_seen_at": now}
-            fresh.append({**first, "image": None, "data_gb": None, **values, "ended_at": ended_at})
+            fresh.append(
+                {
+                    **first,
+                    "image": None,
+                    "data_gb": None,
+                    "forgotten": False,
+                    **values,
+                    "ended_at": ended_at,
+                }
+            )
             continue
         if known.ended and not row.ended:
             row.ended_at = now
         elif not known.ended:
             row.ended_at = None
+        row.forgotten = False
         for name, value in values.items():
             setattr(row, name, value)
+    for key, row in rows.items():
+        if key not in state.known and not row.forgotten:
+            # Only a new baseline drops keys (observe keeps ended promotions): these are
+            # what the page read the old way gave. Loaded back, they would "end" and
+            # could alert; as history they are ended and forgotten.
+            row.forgotten = True
+            if not row.ended:
+                row.ended, row.ended_at = True, now
     session.flush()  # the source row before its promotions; updates go as one executemany
     if fresh:
         # One multi-row INSERT: the ORM would insert objects one by one on SQLite to

@@ -246,6 +246,9 @@ class PromotionRow(Base):
     data_gb: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
     missing_runs: Mapped[int] = mapped_column(Integer, default=0)
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Dropped from change detection by a new baseline (the page is read another way and
+    # keys changed): kept as history, never loaded back, shown as ended.
+    forgotten: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen_run: Mapped[int] = mapped_column(Integer)
     last_seen_run: Mapped[int] = mapped_column(Integer)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

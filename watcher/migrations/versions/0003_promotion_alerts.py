@@ -1,4 +1,4 @@
-"""promotion alerts: which user is to hear of which change
+"""promotion alerts: which user is to hear of which change; forgotten promotions
 
 Revision ID: 0003
 Revises: 0002
@@ -17,6 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("promotions", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("forgotten", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.create_table(
         "promotion_alerts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -44,3 +48,5 @@ def downgrade() -> None:
     with op.batch_alter_table("promotion_alerts", schema=None) as batch_op:
         batch_op.drop_index("ix_promotion_alerts_pending")
     op.drop_table("promotion_alerts")
+    with op.batch_alter_table("promotions", schema=None) as batch_op:
+        batch_op.drop_column("forgotten")
