@@ -604,3 +604,33 @@ def test_the_daemon_scrapes_a_due_source_and_alerts_within_seconds(
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=15) == 0
+
+
+def test_sources_shows_who_watches_each_source_and_how_it_is_doing(
+    config_path: Path, site: PromoSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from watcher.cli import main
+
+    assert main(["run", "--once", "-c", str(config_path)]) == 0
+    capsys.readouterr()
+    site.status = 503
+    assert main(["scrape", "kcell-promo", "--json", "-c", str(config_path)]) == 1
+    capsys.readouterr()
+    assert main(["sources", "--json", "-c", str(config_path)]) == 0
+    rows = {row["source"]: row for row in json.loads(capsys.readouterr().out)}
+    kcell = rows["kcell-promo"]
+    assert kcell["watched"] is True
+    assert kcell["subscribers"] == ["alice"]
+    assert kcell["every"] == "5m"
+    assert kcell["promotions"] == 2
+    assert kcell["failures"] == 1
+    assert "503" in kcell["last_error"]
+    assert kcell["last_success"] is not None
+    assert rows["beeline-promo"]["watched"] is False  # nobody asked: never fetched
+    assert rows["beeline-promo"]["last_success"] is None
+    assert main(["sources", "-c", str(config_path)]) == 0
+    table = capsys.readouterr().out
+    assert "kcell-promo" in table
+    assert "alice" in table

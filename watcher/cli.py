@@ -92,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "run the daemon")
     run.add_argument(
-        "--once", action="store_true", help="plan and deliver everything due, then exit"
+        "--once",
+        action="store_true",
+        help="scrape every promotion source, plan and deliver everything due, then exit",
     )
     command("check", _check, "validate the config file and show what it sets up")
     status = command("status", _status, "show every SIM's dates and last message")
@@ -125,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
     )
     scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
+    sources = command("sources", _sources, "show each promotion source's health and schedule")
+    sources.add_argument("--json", action="store_true", help="machine-readable output")
     promotions = command("promotions", _promotions, "list known promotions, newest first")
     promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
     promotions.add_argument("--active", action="store_true", help="only those not ended")
@@ -375,6 +379,88 @@ def _scrape(args: argparse.Namespace) -> int:
         if app is not None:
             app.close()
     return _print_scrape(results, args.json, detail=len(chosen) == 1)
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from watcher.db.models import PromotionRow, SourceRow
+
+    with _app(args) as app:
+        config = app.loaded.config
+        zone = config.timezone
+        watched = config.watched_sources()
+        subscribers = {
+            pid: [u.name for u in config.users if pid in config.promotion_sources(u)]
+            for pid in config.source_profiles()
+        }
+        with app.database.session() as session:
+            stored = {row.id: row for row in session.scalars(select(SourceRow))}
+            counts = dict(
+                session.execute(
+                    select(PromotionRow.source_id, func.count())
+                    .where(PromotionRow.ended.is_(False))
+                    .group_by(PromotionRow.source_id)
+                ).all()
+            )
+
+        def when(instant: datetime | None) -> str | None:
+            return _local(instant, zone) if instant else None
+
+        rows: list[dict[str, Any]] = []
+        for pid, profile in config.source_profiles().items():
+            source = stored.get(pid)
+            rows.append(
+                {
+                    "source": pid,
+                    "operator": profile.source.operator,
+                    "url": profile.source.url,
+                    "watched": pid in watched,
+                    "subscribers": subscribers[pid],
+                    "every": _every_text(profile.every.total_seconds()),
+                    "verified": profile.verified,
+                    "last_success": when(source.last_success_at) if source else None,
+                    "failures": source.failures if source else 0,
+                    "last_error": source.last_error if source else None,
+                    "next_fetch": when(source.next_fetch_at) if source and pid in watched else None,
+                    "promotions": counts.get(pid, 0),
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Promotion sources")
+    table.add_column("source", no_wrap=True)
+    for column in ("watched by", "every", "last success", "next", "known", "problem"):
+        table.add_column(column)
+    for row in rows:
+        who = ", ".join(row["subscribers"]) or "(history only)" if row["watched"] else "—"
+        problem = f"{row['failures']} failed: {row['last_error']}" if row["failures"] else ""
+        if not row["verified"]:
+            problem = f"{problem}; selectors unverified".lstrip("; ")
+        table.add_row(
+            row["source"],
+            who,
+            row["every"],
+            row["last_success"] or "never",
+            row["next_fetch"] or ("due" if row["watched"] else "—"),
+            str(row["promotions"]),
+            problem,
+        )
+    Console().print(table)
+    return 0
+
+
+def _every_text(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)}d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m"
 
 
 def _promotions(args: argparse.Namespace) -> int:
