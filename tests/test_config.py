@@ -253,6 +253,11 @@ def test_environment_default_is_used_when_unset() -> None:
         ),
         (
             "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\nscraping: {proxy: 'socks5://127.0.0.1:1080'}",
+            "cfg.yaml: scraping: a socks5 proxy needs the socksio package",
+        ),
+        (
+            "timezone: Asia/Almaty",
             "timezone: Asia/Almaty\nscraping: {respect_robots: maybe}",
             "cfg.yaml: scraping.respect_robots: Input should be a valid boolean",
         ),

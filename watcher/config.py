@@ -277,6 +277,13 @@ class ScrapingConfig(_Model):
     @model_validator(mode="after")
     def _usable(self) -> ScrapingConfig:
         self.fetch_settings()  # FetchSettings' own rules; its messages hold no secrets
+        if self.proxy and self.proxy.lower().startswith("socks"):
+            import importlib.util
+
+            if importlib.util.find_spec("socksio") is None:
+                raise ValueError(
+                    "a socks5 proxy needs the socksio package: pip install 'httpx[socks]'"
+                )
         return self
 
     def fetch_settings(self) -> FetchSettings:
