@@ -537,6 +537,11 @@ _TAG_SCAN = re.compile(
 )
 
 
+# Up to this many tags, the first scan lists them (a few MB at most) rather than
+# generating them one by one, which is slower.
+_LISTED_TAGS = 50_000
+
+
 def check_depth(page_text: str, limit: int = MAX_DEPTH) -> None:
     """Raise ExtractError if the markup nests elements more than ``limit`` deep.
 
@@ -548,11 +553,16 @@ def check_depth(page_text: str, limit: int = MAX_DEPTH) -> None:
     the estimate higher than the real depth. The first pass ignores ``/>`` (which can
     only overestimate); only a page it finds too deep is scanned again, precisely.
     """
-    if page_text.count("<") <= limit:
+    tags = page_text.count("<")
+    if tags <= limit:
         return  # not enough tags to get that deep
-    # Tokens are generated, not listed: a list of every tag of a 5 MB page would cost
-    # more memory than the page itself.
-    names = (match.group(1) or "" for match in _NAME_SCAN.finditer(page_text))
+    names: Iterable[str]
+    if tags <= _LISTED_TAGS:
+        names = _NAME_SCAN.findall(page_text)  # fast: the list is built in C
+    else:
+        # Generated, not listed: a list of every tag of a page of 200,000 tags would
+        # cost more memory than the page itself.
+        names = (match.group(1) or "" for match in _NAME_SCAN.finditer(page_text))
     if not _too_deep(names, limit):
         return
     tokens = (
