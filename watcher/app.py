@@ -101,20 +101,24 @@ class App:
         """
         profiles = self.loaded.config.watched_sources()
         now = self.clock.now()
-        chosen = (
-            list(profiles.values()) if every_source else due_sources(self.database, profiles, now)
-        )
+        due = due_sources(self.database, profiles, now)  # also marks unwatched ones inactive
+        chosen = list(profiles.values()) if every_source else due
         if not chosen:
             return []
         today = now.astimezone(self.loaded.config.timezone).date()
         validators = stored_validators(self.database, chosen)
+        audience = self.audience()
+
+        def store(result: ScrapeResult) -> None:
+            # As each source finishes: a long scrape cut short by a stop keeps what it
+            # did, and the sources not stored stay due for the next start.
+            store_results(self.database, [result], self.clock.now(), audience, self._rng)
 
         async def fetch() -> list[ScrapeResult]:
             async with Fetcher(self.fetch_settings) as fetcher:
-                return await fetch_all(chosen, fetcher, today, validators)
+                return await fetch_all(chosen, fetcher, today, validators, on_done=store)
 
         results = asyncio.run(fetch())
-        store_results(self.database, results, self.clock.now(), self.audience(), self._rng)
         self.flush_promotions()
         return results
 

@@ -173,7 +173,16 @@ def flush(session: Session, audience: Audience, now: datetime) -> int:
     transaction: a flush repeated or racing another process queues nothing twice.
     """
     queued = 0
+    waiting = set(
+        session.scalars(
+            select(PromotionAlertRow.user_name)
+            .where(PromotionAlertRow.message_key.is_(None))
+            .distinct()
+        )
+    )
     for subscription in audience.subscriptions:
+        if subscription.user not in waiting:
+            continue
         cutoff = digest_cutoff(subscription, now)
         if cutoff is None or not subscription.targets:
             continue

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -298,7 +299,13 @@ class PromotionAlertRow(Base):
     __tablename__ = "promotion_alerts"
     __table_args__ = (
         UniqueConstraint("user_name", "change_id"),
-        Index("ix_promotion_alerts_pending", "user_name", "message_key"),
+        # Only the waiting ones: the flush that runs every 30 s reads just those.
+        Index(
+            "ix_promotion_alerts_pending",
+            "user_name",
+            sqlite_where=text("message_key IS NULL"),
+            postgresql_where=text("message_key IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -40,7 +40,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("promotion_alerts", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_promotion_alerts_pending", ["user_name", "message_key"], unique=False
+            "ix_promotion_alerts_pending",
+            ["user_name"],
+            unique=False,
+            sqlite_where=sa.text("message_key IS NULL"),
+            postgresql_where=sa.text("message_key IS NULL"),
         )
 
 
