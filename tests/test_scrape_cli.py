@@ -118,6 +118,9 @@ def test_promotions_lists_what_stored_scrapes_found_newest_first(
     assert main(["promotions", "--json", "-c", str(config_file)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["title"] == "Безлимит на месяц"
+    assert [c["kind"] for c in rows[0]["changes"]] == ["new"]  # the history of each
+    assert all(r["changes"] == [] for r in rows[1:])  # the baseline is no change
+    assert rows[0]["last_seen"] >= rows[0]["first_seen"]
     assert {r["title"] for r in rows} >= {"eSIM за 0 ₸", "Роуминг 10 ГБ"}
     assert main(["promotions", "--json", "--operator", "beeline", "-c", str(config_file)]) == 0
     assert json.loads(capsys.readouterr().out) == []

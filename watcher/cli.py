@@ -464,12 +464,19 @@ def _every_text(seconds: float) -> str:
 
 
 def _promotions(args: argparse.Namespace) -> int:
-    from watcher.promotion_store import list_promotions
+    from watcher.promotion_store import list_promotions, promotion_history
 
     with _app(args) as app:
         zone = app.loaded.config.timezone
         today = app.clock.now().astimezone(zone).date()
         with app.database.session() as session:
+            found = list_promotions(
+                session,
+                operator=args.operator.lower() if args.operator else None,
+                active_only=args.active,
+                today=today,
+            )
+            history = promotion_history(session, [row.id for row in found])
             rows: list[dict[str, Any]] = [
                 {
                     "source": row.source_id,
@@ -481,13 +488,17 @@ def _promotions(args: argparse.Namespace) -> int:
                     "currency": row.currency,
                     "ended": row.ended,
                     "first_seen": _local(row.first_seen_at, zone),
+                    "last_seen": _local(row.last_seen_at, zone),
+                    "changes": [
+                        {
+                            "kind": change.kind,
+                            "at": _local(change.at, zone),
+                            "fields": [f for f in change.changed_fields.split(",") if f],
+                        }
+                        for change in history.get(row.id, [])
+                    ],
                 }
-                for row in list_promotions(
-                    session,
-                    operator=args.operator.lower() if args.operator else None,
-                    active_only=args.active,
-                    today=today,
-                )
+                for row in found
             ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))

@@ -39,7 +39,7 @@ from watcher.db.models import PromotionChangeRow, PromotionRow, SourceRow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["key_hash", "list_promotions", "load_state", "save_outcome"]
+__all__ = ["key_hash", "list_promotions", "load_state", "promotion_history", "save_outcome"]
 
 # (digits, places) of the Numeric columns; see PromotionRow.
 _PRICE = (14, 2)
@@ -267,6 +267,23 @@ def list_promotions(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def promotion_history(
+    session: Session, promotion_ids: Sequence[int]
+) -> dict[int, list[PromotionChangeRow]]:
+    """The recorded changes of these promotions, oldest first, by promotion id."""
+    history: dict[int, list[PromotionChangeRow]] = {}
+    for start in range(0, len(promotion_ids), 500):  # bound the IN list
+        chunk = promotion_ids[start : start + 500]
+        query = (
+            select(PromotionChangeRow)
+            .where(PromotionChangeRow.promotion_id.in_(chunk))
+            .order_by(PromotionChangeRow.promotion_id, PromotionChangeRow.run)
+        )
+        for change in session.scalars(query):
+            history.setdefault(change.promotion_id, []).append(change)
+    return history
 
 
 def _write_source(
