@@ -63,6 +63,20 @@ def test_check_reports_ok_with_masked_urls(config_file: Path, capsys) -> None:
     assert "+7 701 *** ** 67" in out
 
 
+def test_check_shows_promotion_subscriptions_and_operators_nobody_watches(
+    config_file: Path, capsys
+) -> None:
+    text = config_file.read_text(encoding="utf-8")
+    text = text.replace(
+        "    notify: [hook]\n", "    notify: [hook]\n    promotions: {digest: daily}\n"
+    )
+    config_file.write_text(text, encoding="utf-8")
+    assert run("check", "-c", str(config_file)) == 0
+    out = capsys.readouterr().out
+    assert "alice: promotions (new; daily) from kcell-promo" in out
+    assert "note: alice: no promotion source watches tele2" in out
+
+
 def test_check_on_a_bad_config_exits_2_naming_every_field(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

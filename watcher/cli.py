@@ -203,6 +203,24 @@ def _check(args: argparse.Namespace) -> int:
     for user in config.users:
         for sim in user.sims:
             print(f"  {user.name}: {sim.id} ({sim.operator}, {mask_phone(sim.number)})")
+    profiles = config.source_profiles()
+    for user in config.users:
+        prefs = user.promotions
+        if prefs is None:
+            continue
+        ids = config.promotion_sources(user)
+        print(
+            f"  {user.name}: promotions ({', '.join(prefs.on)}; {prefs.digest}) from "
+            f"{', '.join(ids) or 'no source'}"
+        )
+        if prefs.operators is None and prefs.sources is None:
+            # Listed operators without a source are errors; the SIMs' ones are only noted.
+            covered = {profiles[i].source.operator for i in ids}
+            for operator in sorted({sim.operator for sim in user.sims} - covered):
+                print(
+                    f"  note: {user.name}: no promotion source watches {operator}; "
+                    "add one under sources: to hear of its promotions"
+                )
     return 0
 
 

@@ -127,9 +127,10 @@ def run_daemon(app: App, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> int:
     )
     scheduler.start()
     log.info(
-        "watching %d SIMs of %d users; database %s",
+        "watching %d SIMs of %d users and %d promotion sources; database %s",
         len(app.loaded.config.sims()),
         len(app.loaded.config.users),
+        len(app.loaded.config.watched_sources()),
         app.database.display_url,
     )
     stop.wait()
