@@ -88,6 +88,7 @@ MAX_RATIO = 2.0
 MAX_PEAK_RSS = 300 * 10**6  # "300 MB"
 
 ZONE = ZoneInfo("Asia/Almaty")
+KEY = "bench"  # every SIM's schedule_key, and so the key of all its slots
 REMIND_AT = day_time(10, 0)
 # The default expiry offsets, as slots_for labels them, in the order of the schedule's
 # unique key (sim_id, kind, target, offset): see the schedule insert in populate.
@@ -128,6 +129,7 @@ def populate(path: Path, sims: int, now: datetime = NOW) -> int:
         "today": today.isoformat(),
         "at": remind_utc,
         "first_seen": sql_timestamp(now - timedelta(days=180)),
+        "key": KEY,
     }
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -175,7 +177,7 @@ def populate(path: Path, sims: int, now: datetime = NOW) -> int:
             )
             SELECT printf('sim-%07d', i), printf('user-%06d', i / :per_user),
                 CASE i % {len(OPERATORS)} {operator} END, printf('+7701%07d', i), NULL, 1,
-                expires, expires, '30d', '7d,3d,1d,0d', '1d,3d,7d', :first_seen, 'bench'
+                expires, expires, '30d', '7d,3d,1d,0d', '1d,3d,7d', :first_seen, :key
             FROM e
             """,
             params,
@@ -194,8 +196,8 @@ def populate(path: Path, sims: int, now: datetime = NOW) -> int:
                     sims.expires, offsets.label
                 FROM sims CROSS JOIN offsets
             )
-            INSERT INTO schedule (due_at, sim_id, kind, target, "offset")
-            SELECT due_day || :at, sim_id, 'expiry', target, label
+            INSERT INTO schedule (due_at, sim_id, kind, target, "offset", "key")
+            SELECT due_day || :at, sim_id, 'expiry', target, label, :key
             FROM slots
             WHERE due_day >= :today
             """,
@@ -355,7 +357,7 @@ def measure(db_path: Path, now: datetime, rounds: int) -> Measurement:
         """Untimed: back to the state before the pass (the outbox empty, the slots back)."""
         with database.session() as session:
             session.execute(delete(OutboxRow))
-            session.execute(insert(schedule), [row._asdict() for row in due])
+            session.execute(insert(schedule), [{**row._asdict(), "key": KEY} for row in due])
         checkpoint()
 
     def count(where: Any = None) -> int:

@@ -14,6 +14,7 @@ from watcher.cli import main
 from watcher.config import load_config
 from watcher.db import OutboxRow, ScheduleRow
 from watcher.db.engine import open_database
+from watcher.sync import current_slots
 
 TODAY = date.today()  # the CLI uses the real clock; dates are relative to it
 
@@ -113,7 +114,7 @@ def test_once_delivers_the_overdue_nag_and_renew_stops_the_nags(
     try:
         with database.session() as session:
             old_targets = session.scalars(
-                select(ScheduleRow).where(
+                current_slots().where(
                     ScheduleRow.sim_id == "alice-kcell",
                     ScheduleRow.kind == "expiry",
                     ScheduleRow.target != TODAY + timedelta(days=30),

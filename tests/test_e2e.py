@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from tests.servers import SmtpSink, WebhookReceiver, wait_for
 from watcher.db import Database, Heartbeat, OutboxRow, ScheduleRow
+from watcher.sync import current_slots
 
 pytestmark = pytest.mark.e2e
 
@@ -396,10 +397,8 @@ def test_renew_for_30_days_stops_the_overdue_nags(
 
     def scheduled() -> list[tuple[date, str]]:
         with database(watcher.db_url) as session:
-            query = select(ScheduleRow.target, ScheduleRow.offset).where(
-                ScheduleRow.sim_id == "alice-kcell"
-            )
-            return sorted((target, offset) for target, offset in session.execute(query))
+            query = current_slots().where(ScheduleRow.sim_id == "alice-kcell")
+            return sorted((slot.target, slot.offset) for slot in session.scalars(query))
 
     assert scheduled() == [(expired, "+3d")]  # tomorrow's nag, were nothing to happen
 

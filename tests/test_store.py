@@ -16,7 +16,7 @@ from watcher.db import Database, Event, OutboxRow, ScheduleRow, SimRow
 from watcher.db.engine import open_database
 from watcher.planner import plan_due
 from watcher.schedule import select_due, slots_for
-from watcher.sync import sim_dates, sync_config
+from watcher.sync import current_slots, sim_dates, sync_config
 
 ALMATY = ZoneInfo("Asia/Almaty")
 START = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 08:00 in Almaty
@@ -112,8 +112,10 @@ def test_a_new_expiry_replaces_the_old_targets_slots(database: Database) -> None
     sync(database, config())
     sync(database, config(expires="2027-01-10"))
     with database.session() as session:
-        targets = set(session.scalars(select(ScheduleRow.target)))
+        targets = {slot.target for slot in session.scalars(current_slots())}
+        stale = set(session.scalars(select(ScheduleRow.target))) - targets
     assert targets == {date(2027, 1, 10)}
+    assert stale == {date(2026, 12, 1)}  # written under the old key: never planned
 
 
 def test_removing_a_sim_stops_reminders_and_keeps_history(database: Database) -> None:
@@ -245,3 +247,53 @@ def test_a_database_from_a_newer_version_is_a_clean_error(db_url: str) -> None:
             database.migrate()
     finally:
         database.close()
+
+
+def test_a_reschedule_keeps_a_waiting_message_whose_target_still_applies(
+    database: Database,
+) -> None:
+    last_offset_only = "        remind_after: []"
+    sync(database, config(extra=last_offset_only))
+    plan(database, at_almaty(date(2026, 12, 1)))  # 0d, the last offset of the target
+    # Another schedule input changes (a balance check is added); the expiry does not.
+    sync(database, config(extra=last_offset_only + "\n        balance_check_every: 14d"))
+    with database.session() as session:
+        statuses = session.scalars(select(OutboxRow.status).where(OutboxRow.kind == "expiry")).all()
+    assert statuses == ["pending", "pending"]  # still to be sent, to both channels
+
+
+def test_upgrading_through_the_schedule_rebuild_loses_and_repeats_nothing(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from watcher.db.engine import MIGRATIONS
+
+    database = open_database(db_url)
+    sync(database, config())
+    first = plan(database, at_almaty(date(2026, 11, 28)))  # -3d sent (as a catch-up)
+    database.close()
+
+    alembic = AlembicConfig()
+    alembic.set_main_option("script_location", str(MIGRATIONS))
+    from sqlalchemy import create_engine
+
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        alembic.attributes["connection"] = connection
+        command.downgrade(alembic, "0003")  # the old layout, every slot rebuilt
+        command.upgrade(alembic, "head")  # and the new one again
+    engine.dispose()
+
+    database = open_database(db_url)
+    try:
+        with database.session() as session:
+            assert session.scalar(select(func.count()).select_from(ScheduleRow)) == 0
+        sync(database, config(), now=at_almaty(date(2026, 11, 28), 12))
+        with database.session() as session:
+            offsets = {slot.offset for slot in session.scalars(current_slots())}
+        assert offsets == {"-1d", "0d", "+1d", "+3d", "+7d"}  # -7d and -3d were planned
+        later = plan(database, at_almaty(date(2026, 11, 30)))
+    finally:
+        database.close()
+    assert later[: len(first)] == first
+    assert {offset for _, offset, _ in later[len(first) :]} == {"-1d"}

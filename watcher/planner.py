@@ -2,9 +2,11 @@
 
 The rule is :func:`watcher.schedule.select_due`: for each (SIM, kind, target) only
 the most urgent due slot becomes a message; older due slots of the same target are
-superseded. Then every due slot is deleted. Both statements run in one transaction,
-so a crash leaves either nothing planned or everything planned, and the outbox's
-unique key on (dedup_key, channel) makes a replay harmless.
+superseded. Only slots written under the SIM's current ``schedule_key`` count (the
+others belong to dates since changed). Then every due slot is deleted, a range of
+the clustered table. Both statements run in one transaction, so a crash leaves either
+nothing planned or everything planned, and the outbox's unique key on
+(dedup_key, channel) makes a replay harmless.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    exists,
+    func,
     literal,
     select,
 )
@@ -57,47 +59,61 @@ def _statements(dialect: str) -> tuple[Executable, Executable]:
     """The two planning statements, built once per dialect; ``:now`` is bound per pass."""
     now = bindparam("now", type_=OutboxRow.created_at.type)
     slot = aliased(ScheduleRow, name="slot")
-    later = aliased(ScheduleRow, name="later")
-    superseded = exists().where(
-        later.sim_id == slot.sim_id,
-        later.kind == slot.kind,
-        later.target == slot.target,
-        later.due_at <= now,
-        later.due_at > slot.due_at,
+    # The due slots of current keys, numbered from the most urgent (the latest due)
+    # within each (SIM, kind, target): number 1 is the one to send.
+    due = (
+        select(
+            slot.sim_id,
+            slot.kind,
+            slot.target,
+            slot.offset,
+            SimRow.user_name,
+            func.row_number()
+            .over(
+                partition_by=(slot.sim_id, slot.kind, slot.target),
+                order_by=slot.due_at.desc(),
+            )
+            .label("urgency"),
+        )
+        .join(
+            SimRow,
+            and_(SimRow.id == slot.sim_id, SimRow.active, SimRow.schedule_key == slot.key),
+        )
+        .where(slot.due_at <= now)
+        .subquery("due")
     )
     dedup_key = (
-        slot.sim_id
+        due.c.sim_id
         + literal(":")
-        + slot.kind
+        + due.c.kind
         + literal(":")
-        + sql_cast(slot.target, String)
+        + sql_cast(due.c.target, String)
         + literal(":")
-        + slot.offset
+        + due.c.offset
     )
     rows = (
         select(
             dedup_key,
             UserChannel.channel,
-            SimRow.user_name,
-            slot.sim_id,
-            slot.kind,
-            slot.target,
-            slot.offset,
+            due.c.user_name,
+            due.c.sim_id,
+            due.c.kind,
+            due.c.target,
+            due.c.offset,
             literal("pending"),
             literal(0),
             now,
             now,
         )
-        .select_from(slot)
-        .join(SimRow, and_(SimRow.id == slot.sim_id, SimRow.active))
-        .join(UserChannel, UserChannel.user_name == SimRow.user_name)
-        .where(slot.due_at <= now, ~superseded)
+        .select_from(due)
+        .join(UserChannel, UserChannel.user_name == due.c.user_name)
+        .where(due.c.urgency == 1)
     )
     insert = dialect_insert(dialect)
     # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
     # bulk insert's rows.
     plan = insert(_OUTBOX).from_select(_COLUMNS, rows).on_conflict_do_nothing()
-    # Planned (or superseded) slots leave the schedule; the outbox is their record.
+    # Planned, superseded and stale slots leave the schedule; the outbox is the record.
     done = delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now)
     return plan, done
 

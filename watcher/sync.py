@@ -13,13 +13,14 @@ from datetime import date, datetime, time
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Select, Table, and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from watcher.catalogue import Catalogue
 from watcher.config import Config, SimConfig, UserConfig
 from watcher.db.models import Event, OutboxRow, ScheduleRow, SimRow, UserChannel, UserRow
 from watcher.durations import Duration
+from watcher.outbox import dialect_insert
 from watcher.schedule import (
     KINDS,
     SimDates,
@@ -211,13 +212,15 @@ def reschedule(
     fresh: bool = False,
     batch: list[dict[str, object]] | None = None,
 ) -> bool:
-    """Rewrite the SIM's future slots if its schedule inputs changed; True if they did.
+    """Write the SIM's slots under a new key if its schedule inputs changed; True if so.
 
-    An offset already planned (it has an outbox row) is never planned again, nor is
-    any earlier offset of the same target; messages still waiting for targets that
-    no longer apply are cancelled. ``fresh`` says the SIM is new, with nothing
-    stored to replace. New slots are appended to ``batch`` when given (the caller
-    inserts them all at once), else inserted here.
+    The slots written under the old key stay where they are and stop matching the SIM
+    (the planner only takes slots whose key is the SIM's current one). An offset
+    already planned (it has an outbox row) is never planned again, nor is any earlier
+    offset of the same target; messages still waiting for targets that no longer
+    apply are cancelled. ``fresh`` says the SIM is new, with nothing planned yet. New
+    slots are appended to ``batch`` when given (the caller writes them all at once),
+    else written here.
     """
     if not row.active:
         return False
@@ -228,8 +231,6 @@ def reschedule(
     row.schedule_key = key
     slots = slots_for(dates)
     if not fresh:
-        session.flush()
-        session.execute(delete(ScheduleRow).where(ScheduleRow.sim_id == row.id))
         planned = {
             (kind, target, offset)
             for kind, target, offset in session.execute(
@@ -239,8 +240,9 @@ def reschedule(
             )
             if target is not None and offset is not None
         }
-        slots = not_yet_planned(slots, planned)
+        # The targets the SIM's dates still have, planned to the last offset or not.
         _cancel_stale_outbox(session, row.id, {(slot.kind, slot.target) for slot in slots})
+        slots = not_yet_planned(slots, planned)
     rows = [
         {
             "due_at": slot.due_at,
@@ -248,20 +250,42 @@ def reschedule(
             "kind": slot.kind,
             "target": slot.target,
             "offset": slot.offset,
+            "key": key,
         }
         for slot in slots
     ]
     if batch is not None:
         batch.extend(rows)
     else:
+        session.flush()  # the SIM's new key before its slots
         insert_slots(session, rows)
     return True
 
 
+def current_slots() -> Select[ScheduleRow]:
+    """The slots written under their SIM's current key: the ones that can still be sent."""
+    return select(ScheduleRow).join(
+        SimRow, and_(SimRow.id == ScheduleRow.sim_id, SimRow.schedule_key == ScheduleRow.key)
+    )
+
+
 def insert_slots(session: Session, rows: list[dict[str, object]]) -> None:
-    """Bulk-insert schedule rows (plain executemany: ORM objects cost ~4x as much)."""
-    if rows:
-        session.execute(insert(cast(Table, ScheduleRow.__table__)), rows)
+    """Write schedule rows in one executemany; a slot already there takes the new key.
+
+    (A slot of an earlier key can have the same primary key: the same due time for
+    the same offset of the same target.)
+    """
+    if not rows:
+        return
+    table = cast(Table, ScheduleRow.__table__)
+    upsert = dialect_insert(session.get_bind().dialect.name)(table)
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[column.name for column in table.primary_key],
+            set_={"key": upsert.excluded.key},
+        ),
+        rows,
+    )
 
 
 def _cancel_stale_outbox(session: Session, sim_id: str, current: set[tuple[str, date]]) -> None:
@@ -282,8 +306,8 @@ def _cancel_stale_outbox(session: Session, sim_id: str, current: set[tuple[str, 
 
 
 def stop_reminders(session: Session, sim_id: str) -> None:
-    """A removed SIM: drop its future slots and unsent messages, keep its history."""
-    session.execute(delete(ScheduleRow).where(ScheduleRow.sim_id == sim_id))
+    """A removed SIM: its slots stop matching, its unsent messages are cancelled; its
+    history stays."""
     session.execute(
         update(OutboxRow)
         .where(OutboxRow.sim_id == sim_id, OutboxRow.status == "pending")

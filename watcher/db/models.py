@@ -116,21 +116,23 @@ class ScheduleRow(Base):
     over ``due_at`` rather than date arithmetic over every SIM. A planned slot is
     deleted (its outbox rows are the record), so the table holds only the future.
     On SQLite the table is clustered by due time (WITHOUT ROWID): the slots a pass
-    takes are neighbours on disk, and deleting them rewrites a few pages, not one
-    page per slot.
+    takes are neighbours on disk, and deleting them rewrites a few pages.
+
+    ``key`` is the SIM's ``schedule_key`` when the slot was written. A reschedule
+    writes new slots under the new key and leaves the old ones, which stop matching
+    and are dropped when they come due: there is no index by SIM to keep up, so
+    a planning pass writes a few pages rather than one index page per slot.
     """
 
     __tablename__ = "schedule"
-    __table_args__ = (
-        UniqueConstraint("sim_id", "kind", "target", "offset"),
-        {"sqlite_with_rowid": False},
-    )
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     sim_id: Mapped[str] = mapped_column(ForeignKey("sims.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     target: Mapped[date] = mapped_column(Date, primary_key=True)
     offset: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
 
 
 class OutboxRow(Base):
