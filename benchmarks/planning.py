@@ -35,6 +35,7 @@ every round plans the same 1 % from the same state. Medians over the rounds are 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sqlite3
 import subprocess
@@ -400,11 +401,16 @@ def measure(db_path: Path, now: datetime, rounds: int) -> Measurement:
     passes: list[PassTiming] = []
     pass_statements: dict[str, tuple[str, Any]] = {}
     for _ in range(rounds):
+        # Each contender starts with no garbage left by the other: a collection that
+        # fell inside one timing would be charged to whichever ran when it struck.
+        gc.collect()
         started = time.perf_counter()
         rows = bare_select()
         select_times.append(time.perf_counter() - started)
         if len(rows) != len(due):
             raise RuntimeError(f"the bare SELECT found {len(due)} rows, then {len(rows)}")
+        del rows
+        gc.collect()
         passes.append(planning_pass())
         pass_statements = pass_statements or {
             label: timer.last(label) for label in passes[-1].by_statement

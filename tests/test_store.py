@@ -140,14 +140,31 @@ def test_removed_channel_gets_no_new_messages(database: Database) -> None:
     assert plan(database, at_almaty(date(2026, 11, 24), 11)) == [("s1", "-7d", "a")]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_sql_planner_agrees_with_the_pure_rule(database: Database, seed: int) -> None:
-    """The planner's SQL is checked against select_due, the specification, on random SIMs."""
+@pytest.mark.parametrize(
+    ("seed", "zone", "start", "hours"),
+    [
+        *((seed, "Asia/Almaty", START, (24, 240)) for seed in range(5)),  # passes days apart
+        *((seed, "Asia/Almaty", START, (1, 30)) for seed in range(5, 8)),  # hours apart
+        # Across Berlin's DST changes (2026-10-25, 2027-03-28): 23- and 25-hour days.
+        (8, "Europe/Berlin", datetime(2026, 10, 18, tzinfo=UTC), (1, 30)),
+        (9, "Europe/Berlin", datetime(2027, 3, 21, tzinfo=UTC), (1, 30)),
+        (10, "Europe/Berlin", datetime(2027, 3, 21, tzinfo=UTC), (24, 120)),
+    ],
+)
+def test_sql_planner_agrees_with_the_pure_rule(
+    database: Database, seed: int, zone: str, start: datetime, hours: tuple[int, int]
+) -> None:
+    """The planner's SQL is checked against select_due, the specification, on random SIMs.
+
+    Passes hours apart take the path without superseding (nothing can be superseded);
+    passes days apart take the one that sorts the backlog.
+    """
     rng = random.Random(seed)
     sims = []
+    first = start.date() - timedelta(days=5)
     for i in range(12):
-        expires = date(2026, 11, 20) + timedelta(days=rng.randint(0, 30))
-        balance = date(2026, 11, 1) + timedelta(days=rng.randint(0, 30))
+        expires = first + timedelta(days=rng.randint(0, 30))
+        balance = first - timedelta(days=20) + timedelta(days=rng.randint(0, 30))
         sims.append(
             f"""      - id: x{i}
         operator: activ
@@ -159,12 +176,12 @@ def test_sql_planner_agrees_with_the_pure_rule(database: Database, seed: int) ->
 """
         )
     cfg = parse_config(
-        'timezone: Asia/Almaty\nchannels: {a: "console://"}\n'
+        f'timezone: {zone}\nchannels: {{a: "console://"}}\n'
         "users:\n  - name: u\n    notify: [a]\n    sims:\n" + "".join(sims),
         "cfg.yaml",
         {},
     )
-    sync(database, cfg)
+    sync(database, cfg, now=start)
     with database.session() as session:
         rows = {row.id: row for row in session.scalars(select(SimRow))}
         from watcher.db import UserRow
@@ -172,9 +189,9 @@ def test_sql_planner_agrees_with_the_pure_rule(database: Database, seed: int) ->
         user = session.get(UserRow, "u")
         assert user is not None
         pending = {sim_id: slots_for(sim_dates(row, user)) for sim_id, row in rows.items()}
-    now = START
-    for _ in range(6):
-        now += timedelta(days=rng.randint(1, 9), hours=rng.randint(0, 23))
+    now = start
+    for _ in range(6 if hours[0] >= 24 else 40):
+        now += timedelta(hours=rng.randint(*hours))
         expected = set()
         for sim_id, slots in pending.items():
             due = select_due(slots, now)

@@ -12,13 +12,15 @@ nothing planned or everything planned, and the outbox's unique key on
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
     Executable,
+    Select,
     String,
     Table,
     and_,
@@ -54,14 +56,28 @@ _COLUMNS = [
 ]
 
 
+# Two slots of one target are due at the same wall time on different local days, so
+# normally 23 hours or more apart (a day with a DST jump is 23 hours long); the margin
+# covers rarer zone changes. A backlog younger than this cannot hold two of them.
+SAME_TARGET_APART = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    plan_backlog: Executable  # only the most urgent due slot of each target
+    plan_recent: Executable  # every due slot: none can supersede another
+    done: Executable
+
+
 @cache
-def _statements(dialect: str) -> tuple[Executable, Executable]:
-    """The two planning statements, built once per dialect; ``:now`` is bound per pass."""
+def _statements(dialect: str) -> _Statements:
+    """The planning statements, built once per dialect; ``:now`` is bound per pass."""
     now = bindparam("now", type_=OutboxRow.created_at.type)
     slot = aliased(ScheduleRow, name="slot")
+    current = and_(SimRow.id == slot.sim_id, SimRow.active, SimRow.schedule_key == slot.key)
     # The due slots of current keys, numbered from the most urgent (the latest due)
     # within each (SIM, kind, target): number 1 is the one to send.
-    due = (
+    ranked = (
         select(
             slot.sim_id,
             slot.kind,
@@ -75,54 +91,72 @@ def _statements(dialect: str) -> tuple[Executable, Executable]:
             )
             .label("urgency"),
         )
-        .join(
-            SimRow,
-            and_(SimRow.id == slot.sim_id, SimRow.active, SimRow.schedule_key == slot.key),
-        )
+        .join(SimRow, current)
         .where(slot.due_at <= now)
         .subquery("due")
     )
-    dedup_key = (
-        due.c.sim_id
-        + literal(":")
-        + due.c.kind
-        + literal(":")
-        + sql_cast(due.c.target, String)
-        + literal(":")
-        + due.c.offset
-    )
-    rows = (
-        select(
-            dedup_key,
-            UserChannel.channel,
-            due.c.user_name,
-            due.c.sim_id,
-            due.c.kind,
-            due.c.target,
-            due.c.offset,
-            literal("pending"),
-            literal(0),
-            now,
-            now,
-        )
-        .select_from(due)
-        .join(UserChannel, UserChannel.user_name == due.c.user_name)
-        .where(due.c.urgency == 1)
+    backlog = _outbox_rows(ranked.c, now).where(ranked.c.urgency == 1)
+    recent = (
+        select(slot.sim_id, slot.kind, slot.target, slot.offset, SimRow.user_name)
+        .join(SimRow, current)
+        .where(slot.due_at <= now)
+        .subquery("due")
     )
     insert = dialect_insert(dialect)
     # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
     # bulk insert's rows.
-    plan = insert(_OUTBOX).from_select(_COLUMNS, rows).on_conflict_do_nothing()
-    # Planned, superseded and stale slots leave the schedule; the outbox is the record.
-    done = delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now)
-    return plan, done
+    return _Statements(
+        plan_backlog=insert(_OUTBOX).from_select(_COLUMNS, backlog).on_conflict_do_nothing(),
+        plan_recent=insert(_OUTBOX)
+        .from_select(_COLUMNS, _outbox_rows(recent.c, now))
+        .on_conflict_do_nothing(),
+        # Planned, superseded and stale slots leave the schedule; the outbox is the record.
+        done=delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now),
+    )
+
+
+def _outbox_rows(due: Any, now: Any) -> Select[Any]:
+    """One outbox row per (due slot, channel of its user)."""
+    dedup_key = (
+        due.sim_id
+        + literal(":")
+        + due.kind
+        + literal(":")
+        + sql_cast(due.target, String)
+        + literal(":")
+        + due.offset
+    )
+    return select(
+        dedup_key,
+        UserChannel.channel,
+        due.user_name,
+        due.sim_id,
+        due.kind,
+        due.target,
+        due.offset,
+        literal("pending"),
+        literal(0),
+        now,
+        now,
+    ).join(UserChannel, UserChannel.user_name == due.user_name)
 
 
 def plan_due(session: Session, now: datetime) -> int:
-    """Write an outbox row per channel for every slot due at ``now``; return rows written."""
-    plan, done = _statements(session.get_bind().dialect.name)
+    """Write an outbox row per channel for every slot due at ``now``; return rows written.
+
+    Superseding needs a sort of the due slots by target; it is only done when the oldest
+    slot is old enough for two slots of one target to be due together (after downtime,
+    or slots written already due by a sync). A daemon running every 30 s never needs it.
+    """
+    statements = _statements(session.get_bind().dialect.name)
+    oldest = session.scalar(select(func.min(ScheduleRow.due_at)))
+    if oldest is None or oldest > now:
+        return 0
+    plan = statements.plan_recent
+    if oldest <= now - SAME_TARGET_APART:
+        plan = statements.plan_backlog
     written = cast(CursorResult[Any], session.execute(plan, {"now": now})).rowcount
-    taken = cast(CursorResult[Any], session.execute(done, {"now": now})).rowcount
+    taken = cast(CursorResult[Any], session.execute(statements.done, {"now": now})).rowcount
     if taken:
         log.info("planned %d reminder slots into %d messages", taken, written)
     return written

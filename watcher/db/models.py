@@ -85,6 +85,8 @@ class SimRow(Base):
     """
 
     __tablename__ = "sims"
+    # Clustered by id on SQLite: planning looks up each due slot's SIM by id.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
