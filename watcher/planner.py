@@ -26,9 +26,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
@@ -67,6 +69,7 @@ class _Statements:
     plan_backlog: Executable  # only the most urgent due slot of each target
     plan_recent: Executable  # every due slot: none can supersede another
     done: Executable
+    lock: Executable  # deletes nothing; begins the write transaction on SQLite
 
 
 @cache
@@ -112,6 +115,7 @@ def _statements(dialect: str) -> _Statements:
         .on_conflict_do_nothing(),
         # Planned, superseded and stale slots leave the schedule; the outbox is the record.
         done=delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now),
+        lock=delete(_SCHEDULE).where(false()),
     )
 
 
@@ -148,7 +152,15 @@ def plan_due(session: Session, now: datetime) -> int:
     slot is old enough for two slots of one target to be due together (after downtime,
     or slots written already due by a sync). A daemon running every 30 s never needs it.
     """
-    statements = _statements(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    statements = _statements(dialect)
+    # Hold off other writers of the schedule first: a slot another process commits
+    # between the statements below could be deleted unplanned (PostgreSQL reads each
+    # statement afresh), or be planned by the path that does not supersede.
+    if dialect == "postgresql":
+        session.execute(text("LOCK TABLE schedule IN SHARE ROW EXCLUSIVE MODE"))
+    else:
+        session.execute(statements.lock)  # SQLite's write lock, by a write of no rows
     oldest = session.scalar(select(func.min(ScheduleRow.due_at)))
     if oldest is None or oldest > now:
         return 0
