@@ -46,8 +46,11 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.requests += 1
                     status = receiver.status
-                    if status < 300:
-                        receiver.received.append(Received(self.path, json.loads(body or b"{}")))
+                    if len(body) < length or not body:
+                        # The sender died mid-request (a test kills it): nothing arrived.
+                        status = 400
+                    elif status < 300:
+                        receiver.received.append(Received(self.path, json.loads(body)))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

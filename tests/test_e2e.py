@@ -366,7 +366,9 @@ def test_sigkill_mid_delivery_then_restart_loses_nothing_and_resends_only_unreco
         recorded_before_kill = set(session.scalars(query))
 
     second = watcher.start()
-    assert wait_for(lambda: set(reminded(webhook)) == set(sim_ids), 30)
+    assert wait_for(lambda: set(reminded(webhook)) == set(sim_ids), 30), sorted(
+        set(sim_ids) ^ set(reminded(webhook))
+    )
     assert wait_for(lambda: set(statuses(watcher.db_url)) == {"sent"}, 10, interval=0.2)
     code, _ = second.stop(signal.SIGTERM)
 
