@@ -408,8 +408,9 @@ def _sources(args: argparse.Namespace) -> int:
         config = app.loaded.config
         zone = config.timezone
         watched = config.watched_sources()
+        subscribed = {user.name: set(config.promotion_sources(user)) for user in config.users}
         subscribers = {
-            pid: [u.name for u in config.users if pid in config.promotion_sources(u)]
+            pid: [name for name, ids in subscribed.items() if pid in ids]
             for pid in config.source_profiles()
         }
         with app.database.session() as session:
