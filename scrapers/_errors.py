@@ -5,7 +5,8 @@
     │   ├── FetchTimeout    -- connect or read timed out
     │   ├── FetchStatus     -- an HTTP error status (after retries)
     │   ├── FetchTooLarge   -- the body exceeded the size cap
-    │   ├── FetchRedirect   -- too many redirects, a loop, or a redirect off http(s)
+    │   ├── FetchRedirect   -- too many redirects, a loop, a redirect off http(s)
+    │   │                      or from a public address to a private one
     │   └── FetchForbidden  -- robots.txt disallows the URL
     └── ExtractError        -- the page was fetched but could not be read as configured
 
@@ -45,7 +46,7 @@ class FetchTooLarge(FetchError):
 
 
 class FetchRedirect(FetchError):
-    """Too many redirects, a redirect loop, or a redirect to a non-http(s) URL."""
+    """Too many redirects, a loop, a redirect off http(s), or into a private network."""
 
 
 class FetchForbidden(FetchError):

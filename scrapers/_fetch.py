@@ -6,6 +6,15 @@ What it guarantees, because pages are written by strangers:
 
 * Redirects are followed by hand, so every hop is checked: http(s) only, no loops,
   at most ``max_redirects`` hops, and robots.txt is asked again for each new URL.
+* A page on the public internet cannot redirect us into a private network (SSRF):
+  when the URL we were given is on a public address, every hop must resolve to
+  public addresses only; loopback, private, link-local (cloud metadata at
+  169.254.169.254) and other reserved addresses are refused before any request.
+  A URL that is itself on a private address was put there by the user, so it may
+  redirect within private networks. The check resolves the name itself before the
+  request; a name that does not resolve here is left to the connection (or to the
+  proxy) to fail or reach, and a DNS answer that changes between the check and the
+  connection is not caught.
 * The body is streamed and abandoned at ``max_bytes`` (counted after decompression,
   which we do ourselves in bounded steps, so a gzip bomb costs no more than a big page).
 * Text is decoded the way browsers do (BOM, then the Content-Type charset, then a
@@ -28,13 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ipaddress
 import logging
 import math
 import random
 import re
+import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
@@ -84,6 +95,9 @@ _ROBOTS_MAX_REDIRECTS = 5  # RFC 9309: follow at least five
 # a while: a transient outage must not block a host's sources for a whole day.
 _ROBOTS_ERROR_TTL = 600.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Resolves a host name to its addresses (as text); injected so tests can stand in
+# for public DNS, which this machine cannot reach.
+Resolve = Callable[[str, int], Awaitable[Iterable[str]]]
 # Retried: the connection failed or broke. Not retried: a read timeout (the server is
 # slow, and retrying would hold the host for several timeouts) or a protocol misuse.
 _RETRYABLE_ERRORS = (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
@@ -370,8 +384,10 @@ class Fetcher:
         client: httpx.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resolve: Resolve | None = None,
     ) -> None:
         self._settings = settings = settings or FetchSettings()
+        self._resolve = resolve or _resolve
         self._timeout = httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -443,6 +459,8 @@ class Fetcher:
             headers["If-Modified-Since"] = validators.last_modified
         seen = {str(current)}
         hops = 0
+        # None when the URL itself is private: the user chose that network.
+        public_only = None if await self._private_address(current) else current
         while True:
             refusal = await self._robots_refusal(current) if self._settings.respect_robots else None
             if refusal:
@@ -460,9 +478,37 @@ class Fetcher:
             if str(target) in seen:
                 raise FetchRedirect(f"redirect loop at {_where(target)}", url)
             seen.add(str(target))
+            if public_only is not None:
+                private = await self._private_address(target)
+                if private:
+                    raise FetchRedirect(
+                        f"refused a redirect from {_where(current)} to {target.host}, "
+                        f"a private address ({private})",
+                        url,
+                    )
             log.debug("redirect %s -> %s", _where(current), _where(target))
             current = target
         return self._page(reply, url, validators)
+
+    async def _private_address(self, url: httpx.URL) -> str | None:
+        """The first non-public address ``url``'s host stands for, or None if all are public.
+
+        A name that cannot be resolved here yields None: the request itself will then
+        fail to connect, or go through a proxy that resolves it on its side.
+        """
+        host = url.host
+        try:
+            addresses: Iterable[str] = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = await self._resolve(host, url.port or _DEFAULT_PORTS[url.scheme])
+            except OSError as exc:
+                log.debug("could not resolve %s (%s); leaving it to the connection", host, exc)
+                return None
+        for address in addresses:
+            if not _is_public(address):
+                return address
+        return None
 
     def _page(self, reply: _Reply, url: str, validators: Validators | None) -> Page:
         status = reply.status
@@ -674,6 +720,10 @@ class Fetcher:
                 if str(target) in seen:
                     break
                 seen.add(str(target))
+                if not await self._private_address(page_url) and await self._private_address(
+                    target
+                ):
+                    break  # a public site's robots.txt cannot send us into a private network
                 continue
             if 200 <= reply.status < 300:
                 text = reply.body.decode("utf-8", errors="replace")
@@ -694,6 +744,23 @@ class Fetcher:
             self._crawl_delay[key] = min(float(delay), self._settings.max_wait)
         else:
             self._crawl_delay.pop(key, None)
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _is_public(address: str) -> bool:
+    """True for a globally routable unicast address; False for loopback, private,
+    link-local, shared (CGNAT), reserved, multicast and anything unparsable."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
 def _parse_url(url: str) -> httpx.URL:

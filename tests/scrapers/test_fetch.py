@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import logging
 import random
+import socket
 import threading
 import tracemalloc
 import zlib
@@ -34,7 +35,14 @@ from scrapers._errors import (
     FetchTimeout,
     FetchTooLarge,
 )
-from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
+from scrapers._fetch import (
+    DEFAULT_USER_AGENT,
+    Fetcher,
+    FetchSettings,
+    Resolve,
+    decode_text,
+    jittered,
+)
 from scrapers._models import Page, Validators
 from tests.servers import free_port
 
@@ -250,6 +258,7 @@ def run(
     job: Callable[[Fetcher], Awaitable[T]],
     clock: FakeTime | None = None,
     client: httpx.AsyncClient | None = None,
+    resolve: Resolve | None = None,
     **overrides: Any,
 ) -> T:
     """Run ``job`` with a fresh Fetcher (BASE settings plus overrides) on a fresh loop."""
@@ -258,7 +267,7 @@ def run(
 
     async def main() -> T:
         async with Fetcher(
-            settings, client=client, monotonic=clock.monotonic, sleep=clock.sleep
+            settings, client=client, monotonic=clock.monotonic, sleep=clock.sleep, resolve=resolve
         ) as fetcher:
             return await job(fetcher)
 
@@ -487,6 +496,119 @@ def test_a_redirect_off_http_is_refused(site: Site, target: str) -> None:
 def test_a_url_that_is_not_http_is_refused_without_any_request() -> None:
     with pytest.raises(FetchError, match="only http"):
         fetch("file:///etc/passwd")
+
+
+# -- redirects into private networks (SSRF) ------------------------------------------
+#
+# No public host can be reached from here, so two stand-ins play the internet: a fake
+# DNS that gives the names below public or private addresses, and a transport that
+# delivers every request, whatever its host, to the loopback site (which records the
+# Host header). Nothing leaves 127.0.0.1.
+
+FAKE_DNS = {
+    "promo.example": ["93.184.215.14"],
+    "cdn.example": ["151.101.1.57", "2a04:4e42::313"],
+    "intranet.example": ["10.1.2.3"],
+    "router.example": ["192.168.0.1"],
+    "metadata.example": ["169.254.169.254"],
+    "cgnat.example": ["100.64.0.9"],
+    "split.example": ["93.184.215.20", "172.16.5.5"],
+    "mapped.example": ["::ffff:127.0.0.1"],
+    "ula.example": ["fd12:3456::1"],
+}
+
+
+async def fake_resolve(host: str, port: int) -> list[str]:
+    if host not in FAKE_DNS:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return FAKE_DNS[host]
+
+
+class ToLoopback(httpx.AsyncBaseTransport):
+    """Delivers every request to the site on 127.0.0.1, keeping its Host header."""
+
+    def __init__(self, site: Site) -> None:
+        self.port = site.port
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def fetch_via_internet(site: Site, url: str) -> Page:
+    async def main() -> Page:
+        async with (
+            httpx.AsyncClient(transport=ToLoopback(site)) as client,
+            Fetcher(BASE, client=client, resolve=fake_resolve) as fetcher,
+        ):
+            return await fetcher.fetch(url)
+
+    return asyncio.run(main())
+
+
+def hosts_asked(site: Site, path: str) -> list[str]:
+    return [s.headers.get("Host", "") for s in site.seen if s.path == path]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/admin",
+        "http://[::1]:{port}/admin",
+        "http://10.0.0.1/admin",
+        "http://169.254.169.254/admin",
+        "http://intranet.example/admin",
+        "http://router.example/admin",
+        "http://metadata.example/admin",
+        "http://cgnat.example/admin",
+        "http://split.example/admin",  # one private address among public ones is enough
+        "http://mapped.example/admin",  # IPv4-mapped IPv6 loopback
+        "http://ula.example/admin",  # IPv6 unique local
+    ],
+)
+def test_a_public_page_cannot_redirect_into_a_private_network(site: Site, target: str) -> None:
+    site.route("/promo", Reply(302, headers={"Location": target.format(port=site.port)}))
+    site.route("/admin", html("the router's admin page"))
+
+    with pytest.raises(FetchRedirect, match="a private address"):
+        fetch_via_internet(site, "http://promo.example/promo")
+
+    assert site.count("/admin") == 0
+    assert hosts_asked(site, "/promo") == ["promo.example"]
+
+
+def test_a_public_page_may_redirect_to_another_public_host(site: Site) -> None:
+    site.route("/promo", Reply(301, headers={"Location": "https://cdn.example/ru/promo"}))
+    site.route("/ru/promo", html("moved"))
+
+    page = fetch_via_internet(site, "http://promo.example/promo")
+
+    assert (page.text, page.url) == ("moved", "https://cdn.example/ru/promo")
+    assert hosts_asked(site, "/ru/promo") == ["cdn.example"]
+
+
+def test_a_page_on_a_private_address_may_redirect_within_private_networks(site: Site) -> None:
+    # The user pointed a source at their own network: that is their choice to make.
+    site.route("/promo", Reply(302, headers={"Location": "http://intranet.example/list"}))
+    site.route("/list", html("lan page"))
+
+    page = fetch_via_internet(site, site.url("/promo"))
+
+    assert page.text == "lan page"
+    assert hosts_asked(site, "/list") == ["intranet.example"]
+
+
+def test_a_public_sites_robots_txt_cannot_redirect_into_a_private_network(site: Site) -> None:
+    site.route("/robots.txt", Reply(301, headers={"Location": "http://intranet.example/rules"}))
+    site.route("/rules", Reply(body=b"User-agent: *\nDisallow: /\n"))
+    site.route("/promo", html("ok"))
+
+    assert fetch_via_internet(site, "http://promo.example/promo").text == "ok"
+    assert site.count("/rules") == 0  # not fetched, so read as "no robots.txt"
 
 
 # -- size, encoding, binary -----------------------------------------------------------
