@@ -6,7 +6,7 @@ notification service, so it runs in a process of its own and does not compete wi
 the sender for the GIL.
 
 - ``POST <any path>``: an Apprise ``json://`` notification; counted by its title.
-- ``GET /_stats``: ``{"requests": N, "titles": {title: count}}``.
+- ``GET /_stats``: ``{"requests": N, "titles": {title: count}, "cpu": seconds}``.
 - ``POST /_reset``: forget everything counted so far.
 """
 
@@ -37,7 +37,13 @@ class Tally:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"requests": self.requests, "titles": dict(self.titles)}
+            # cpu: this process's CPU seconds so far, so the sender can tell what
+            # each message cost the receiver.
+            return {
+                "requests": self.requests,
+                "titles": dict(self.titles),
+                "cpu": time.process_time(),
+            }
 
     def reset(self) -> None:
         with self.lock:

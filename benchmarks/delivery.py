@@ -19,6 +19,7 @@ shows up. Target (from the issue): the Deliverer at least 10x the sequential rat
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -96,6 +97,13 @@ class Run:
     missing: int
     duplicated: int
     stray: int
+    sender_cpu: float  # CPU seconds of this process (all threads) during the run
+    receiver_cpu: float  # CPU seconds the receiver process spent meanwhile
+
+    @property
+    def cpu_per_message(self) -> float:
+        """Sender plus receiver CPU seconds per message."""
+        return (self.sender_cpu + self.receiver_cpu) / self.expected
 
     @property
     def rate(self) -> float:
@@ -114,7 +122,27 @@ def titles(tag: str, count: int) -> list[str]:
     return [f"SIM Watcher benchmark {tag} #{i:05d}" for i in range(count)]
 
 
-def check(label: str, seconds: float, sent: int, expected: list[str], receiver: Receiver) -> Run:
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far by this process and by the receiver."""
+
+    sender: float
+    receiver: float
+
+    @staticmethod
+    def now(receiver: Receiver) -> Cpu:
+        return Cpu(time.process_time(), float(receiver.stats()["cpu"]))
+
+
+def check(
+    label: str,
+    seconds: float,
+    sent: int,
+    expected: list[str],
+    receiver: Receiver,
+    cpu_before: Cpu,
+    cpu_after: Cpu,
+) -> Run:
     """Compare what the receiver counted with what should have arrived exactly once."""
     counts: dict[str, int] = receiver.stats()["titles"]
     wanted = set(expected)
@@ -127,6 +155,8 @@ def check(label: str, seconds: float, sent: int, expected: list[str], receiver: 
         missing=sum(1 for t in expected if t not in counts),
         duplicated=sum(1 for t in expected if counts.get(t, 0) > 1),
         stray=sum(n for t, n in counts.items() if t not in wanted),
+        sender_cpu=cpu_after.sender - cpu_before.sender,
+        receiver_cpu=cpu_after.receiver - cpu_before.receiver,
     )
 
 
@@ -159,9 +189,11 @@ def run_deliverer(work_dir: Path, url: str, messages: list[str], receiver: Recei
             database, Channels({"hook": [url]}), load_catalogue(), FixedClock(NOW)
         )
         try:
+            cpu_before = Cpu.now(receiver)
             started = time.perf_counter()
             report = deliverer.deliver_due()
             seconds = time.perf_counter() - started
+            cpu_after = Cpu.now(receiver)
         finally:
             deliverer.close()
         with database.session() as session:
@@ -171,7 +203,8 @@ def run_deliverer(work_dir: Path, url: str, messages: list[str], receiver: Recei
     finally:
         database.close()
     label = f"Deliverer, concurrency {deliverer.concurrency}"
-    return check(label, seconds, min(report.sent, marked or 0), messages, receiver)
+    sent = min(report.sent, marked or 0)
+    return check(label, seconds, sent, messages, receiver, cpu_before, cpu_after)
 
 
 def run_sequential(url: str, messages: Iterable[str], receiver: Receiver) -> Run:
@@ -180,13 +213,15 @@ def run_sequential(url: str, messages: Iterable[str], receiver: Receiver) -> Run
 
     expected = list(messages)
     sent = 0
+    cpu_before = Cpu.now(receiver)
     started = time.perf_counter()
     for i, title in enumerate(expected):
         client = apprise.Apprise()
         client.add(url)
         sent += bool(client.notify(title=title, body=f"message {i}"))
     seconds = time.perf_counter() - started
-    return check("sequential Apprise", seconds, sent, expected, receiver)
+    cpu_after = Cpu.now(receiver)
+    return check("sequential Apprise", seconds, sent, expected, receiver, cpu_before, cpu_after)
 
 
 def run(options: Options) -> Result:
@@ -220,6 +255,21 @@ def run(options: Options) -> Result:
     result.add(
         "ratio Deliverer / sequential", f"{ratio:.1f}x", f">= {MIN_RATIO:.0f}x", ratio >= MIN_RATIO
     )
+    for contender in (concurrent, sequential):
+        result.add(
+            f"  CPU per message: {contender.label}",
+            f"{contender.sender_cpu / contender.expected * 1000:.2f} ms sender + "
+            f"{contender.receiver_cpu / contender.expected * 1000:.2f} ms receiver",
+        )
+    # With every core busy and nothing else to do, the machine cannot deliver more than
+    # cores / (CPU per message): the most any sender could reach here, however built.
+    cores = len(os.sched_getaffinity(0))
+    for name, contender in (("the Deliverer's", concurrent), ("Apprise's own", sequential)):
+        ceiling = cores / contender.cpu_per_message
+        result.add(
+            f"  CPU ceiling at {name} cost, {cores} cores",
+            f"{ceiling:,.0f} msg/s = {ceiling / sequential.rate:.1f}x",
+        )
     for contender in (concurrent, sequential):
         result.add(
             f"  exactly once: {contender.label}",

@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from tests.servers import SmtpSink, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
 from watcher.config import load_config
 from watcher.db import OutboxRow
-from watcher.delivery import retry_delay
+from watcher.delivery import CLAIM_LEASE, retry_delay
+from watcher.outbox import NewMessage, enqueue
 
 # 2026-11-25 10:00 in Almaty (UTC+5).
 TEN_ALMATY = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -222,3 +224,40 @@ def test_only_claims_of_senders_that_died_are_released(db_url: str) -> None:
         assert claimed == {"live", "elsewhere"}
     finally:
         database.close()
+
+
+def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(
+    make_app, webhook: WebhookReceiver
+) -> None:
+    # Workers mark their sends in groups (one commit for all that are waiting). When
+    # such a commit fails, its rows go back in the queue: the next worker's commit
+    # marks them, so none is sent again later.
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(clock=clock)
+    titles = [f"bulk #{i:02d}" for i in range(40)]
+    with app.database.session() as session:
+        enqueue(
+            session,
+            [NewMessage(f"bulk:{t}", "hook", "admin", title=t, body="x") for t in titles],
+            clock.now(),
+        )
+    webhook.delay = 0.02  # the workers overlap, so marks queue up behind each other
+    failures: list[str] = []
+
+    def fail_first_mark(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE outbox SET status") and not failures:
+            failures.append(statement)
+            raise OperationalError(statement, parameters, Exception("disk I/O error (injected)"))
+
+    event.listen(app.database.engine, "before_cursor_execute", fail_first_mark)
+    with pytest.raises(OperationalError, match="injected"):
+        app.deliver()
+    assert len(failures) == 1
+
+    # What was not sent (the failure stopped the batch) stays claimed; a later run
+    # past the claim lease sends it. Nothing that was sent goes out again.
+    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    app.deliver()
+    arrived = sorted(r.payload["title"] for r in webhook.received)
+    assert arrived == titles
+    assert {row.status for row in outbox(app)} == {"sent"}

@@ -15,7 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,7 +71,12 @@ def retry_delay(attempts: int, rng: random.Random) -> timedelta:
     return min(jittered, MAX_RETRY)
 
 
-_ASSET = apprise.AppriseAsset(async_mode=False)
+# async_mode=False: we run the workers. service_timeout=0: with a service timeout,
+# Apprise runs every send in its shared thread pool (min(32, cores + 4) threads, 6 on
+# two cores), which would cap our workers at that many and add a thread hand-off to
+# each message. A send stays bounded by its plugin's own socket timeouts (4 s connect
+# and read for HTTP services, 15 s for SMTP).
+_ASSET = apprise.AppriseAsset(async_mode=False, service_timeout=0)
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,6 @@ class Channels:
     def _client(self, url: str) -> apprise.Apprise:
         # A fresh client per send: Apprise throttles repeated sends through one plugin
         # instance (about 5 s apart for e-mail), which would serialise our workers.
-        # async_mode=False: we run the workers; Apprise's own per-call thread pool
-        # would only add a thread hand-off to every message.
         client = apprise.Apprise(asset=_ASSET)
         client.add("console://" if url == CONSOLE_URL else url)
         return client
@@ -185,6 +188,11 @@ class Deliverer:
         self._writing: AbstractContextManager[object] = (
             threading.Lock() if database.is_sqlite else nullcontext()
         )
+        # Group commit of sent rows (see _mark_sent): the ids waiting to be marked, and
+        # the lock the one worker committing them holds.
+        self._unmarked: list[int] = []
+        self._unmarked_lock = threading.Lock()
+        self._marking = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -192,6 +200,7 @@ class Deliverer:
     def deliver_due(self) -> DeliveryReport:
         """Send every row due now, batch by batch, until none is left or we are stopping."""
         report = DeliveryReport()
+        self._mark_sent(None)  # marks a failed commit left queued: sent, not to resend
         while not self.stopping.is_set():
             jobs, held = self._claim(self.clock.now())
             report.held += held
@@ -264,41 +273,35 @@ class Deliverer:
     def _send_all(self, jobs: list[_Job]) -> DeliveryReport:
         report = DeliveryReport()
         lock = threading.Lock()
+        failed = threading.Event()
 
         def work(job: _Job) -> None:
             # Each worker records its own send before it takes the next one, so at most
             # one message per worker is ever sent but not yet marked.
-            if self.stopping.is_set():
+            if self.stopping.is_set() or failed.is_set():
                 return  # left claimed: released and sent at the next start
-            self._record(job, self.channels.send(job.channel, job.message), report, lock)
+            try:
+                self._record(job, self.channels.send(job.channel, job.message), report, lock)
+            except BaseException:
+                failed.set()  # recording fails (the database): send no more of this batch
+                raise
 
-        for _ in self._pool.map(work, jobs):
-            pass
+        futures = [self._pool.submit(work, job) for job in jobs]
+        wait(futures)  # never return while a worker is still sending
+        for future in futures:
+            future.result()  # the first failure, if any
         return report
 
     def _record(
         self, job: _Job, result: SendResult, report: DeliveryReport, lock: threading.Lock
     ) -> None:
-        now = self.clock.now()
         if result.ok:
-            # The common case in one statement: this runs once per message sent.
-            with self._writing, self.database.engine.begin() as connection:
-                connection.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == job.row_id, OutboxRow.status == "pending")
-                    .values(
-                        status="sent",
-                        sent_at=now,
-                        attempts=OutboxRow.attempts + 1,
-                        claimed_at=None,
-                        claimed_by=None,
-                        last_error=None,
-                    )
-                )
+            self._mark_sent(job.row_id)
             with lock:
                 report.sent += 1
             log.info("sent #%d to %s", job.row_id, job.channel)
             return
+        now = self.clock.now()
         with self._writing, self.database.session() as session:
             row = session.get(OutboxRow, job.row_id)
             if row is None or row.status != "pending":
@@ -331,6 +334,42 @@ class Deliverer:
                     row.next_attempt_at.isoformat(timespec="seconds"),
                     result.error,
                 )
+
+    def _mark_sent(self, row_id: int | None) -> None:
+        """Mark a row sent (None: only what is queued); returns once that is committed.
+
+        Group commit: the worker that gets the lock marks every row queued so far in
+        one statement, so the workers that queued theirs meanwhile find them committed
+        (or commit the next group) instead of each waiting for a commit of its own.
+        """
+        if row_id is not None:
+            with self._unmarked_lock:
+                self._unmarked.append(row_id)
+        with self._marking, self._writing:
+            with self._unmarked_lock:
+                batch, self._unmarked = self._unmarked, []
+            if not batch:
+                return  # an earlier group held this row, and its commit is done
+            try:
+                with self.database.engine.begin() as connection:
+                    connection.execute(
+                        update(OutboxRow)
+                        .where(OutboxRow.id.in_(batch), OutboxRow.status == "pending")
+                        .values(
+                            status="sent",
+                            sent_at=self.clock.now(),
+                            attempts=OutboxRow.attempts + 1,
+                            claimed_at=None,
+                            claimed_by=None,
+                            last_error=None,
+                        )
+                    )
+            except BaseException:
+                # Back in the queue: the next worker to get the lock tries them again,
+                # so no worker returns before a commit holding its row succeeded.
+                with self._unmarked_lock:
+                    self._unmarked[:0] = batch
+                raise
 
     def _report_dead(self, session: Session, row: OutboxRow, now: datetime) -> None:
         if row.kind == "admin" or not self.admin_targets:
