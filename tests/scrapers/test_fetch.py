@@ -699,6 +699,17 @@ def test_compressed_pages_are_decompressed(
     assert site.last("/promo").headers["Accept-Encoding"] == "gzip, deflate"
 
 
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip, br", "compress"])
+def test_a_coding_we_did_not_ask_for_is_a_clear_fetch_error(site: Site, coding: str) -> None:
+    # We ask for gzip and deflate only, the codings we can inflate in bounded steps; a
+    # server sending brotli or zstd anyway gets an error naming it, not garbage text.
+    site.route("/promo", Reply(body=b"\x8b\x03\x80binary", headers={"Content-Encoding": coding}))
+
+    with pytest.raises(FetchError, match="unsupported Content-Encoding"):
+        fetch(site.url("/promo"))
+    assert site.count("/promo") == 1  # not retried: it would answer the same
+
+
 @pytest.mark.parametrize(
     "content_type", ["application/octet-stream", "image/png", "application/zip"]
 )
