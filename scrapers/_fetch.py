@@ -459,8 +459,9 @@ class Fetcher:
             headers["If-Modified-Since"] = validators.last_modified
         seen = {str(current)}
         hops = 0
-        # None when the URL itself is private: the user chose that network.
-        public_only = None if await self._private_address(current) else current
+        # Whether redirects must stay on public addresses: decided at the first one, by
+        # where the URL itself points (a private one means the user chose that network).
+        public_only: bool | None = None
         while True:
             refusal = await self._robots_refusal(current) if self._settings.respect_robots else None
             if refusal:
@@ -478,7 +479,9 @@ class Fetcher:
             if str(target) in seen:
                 raise FetchRedirect(f"redirect loop at {_where(target)}", url)
             seen.add(str(target))
-            if public_only is not None:
+            if public_only is None:
+                public_only = not await self._private_address(_parse_url(url))
+            if public_only:
                 private = await self._private_address(target)
                 if private:
                     raise FetchRedirect(

@@ -518,7 +518,11 @@ FAKE_DNS = {
 }
 
 
+LOOKED_UP: list[str] = []
+
+
 async def fake_resolve(host: str, port: int) -> list[str]:
+    LOOKED_UP.append(host)
     if host not in FAKE_DNS:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     return FAKE_DNS[host]
@@ -589,6 +593,14 @@ def test_a_public_page_may_redirect_to_another_public_host(site: Site) -> None:
 
     assert (page.text, page.url) == ("moved", "https://cdn.example/ru/promo")
     assert hosts_asked(site, "/ru/promo") == ["cdn.example"]
+
+
+def test_a_page_fetched_without_redirects_costs_no_lookup_of_ours(site: Site) -> None:
+    site.route("/promo", html("ok"))
+    LOOKED_UP.clear()
+
+    assert fetch_via_internet(site, "http://promo.example/promo").text == "ok"
+    assert LOOKED_UP == []  # only the connection itself resolves the name
 
 
 def test_a_page_on_a_private_address_may_redirect_within_private_networks(site: Site) -> None:
