@@ -710,6 +710,7 @@ class Fetcher:
         headers = {"User-Agent": self._settings.user_agent, "Accept": "text/plain,*/*;q=0.5"}
         headers["Accept-Encoding"] = _ACCEPT_ENCODING
         seen = {str(target)}
+        public_only: bool | None = None
         for _ in range(_ROBOTS_MAX_REDIRECTS + 1):
             try:
                 reply = await self._exchange(target, headers, page=False)
@@ -723,9 +724,9 @@ class Fetcher:
                 if str(target) in seen:
                     break
                 seen.add(str(target))
-                if not await self._private_address(page_url) and await self._private_address(
-                    target
-                ):
+                if public_only is None:  # as in fetch(): decided at the first redirect
+                    public_only = not await self._private_address(page_url)
+                if public_only and await self._private_address(target):
                     break  # a public site's robots.txt cannot send us into a private network
                 continue
             if 200 <= reply.status < 300:
