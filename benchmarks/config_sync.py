@@ -93,7 +93,6 @@ def write_config(path: Path, users: int, database: str) -> int:
 
 def run(options: Options) -> Result:
     """Generate the file, then time load, first sync and a no-change sync."""
-    from watcher.catalogue import load_catalogue
     from watcher.config import load_config
     from watcher.db.engine import open_database
     from watcher.db.models import ScheduleRow, SimRow
@@ -117,12 +116,11 @@ def run(options: Options) -> Result:
             load_times.append(time.perf_counter() - started)
     call = yaml_load.call_args
     loader = call.kwargs.get("Loader", call.args[1] if len(call.args) > 1 else None)
-    catalogue = load_catalogue(loaded.config.operators)
     database = open_database(f"sqlite:///{db_path}")
     try:
         started = time.perf_counter()
         with database.session() as session:
-            first = sync_config(session, loaded.config, catalogue, NOW)
+            first = sync_config(session, loaded, NOW)
         first_time = time.perf_counter() - started
         options.log(f"first sync: {first_time:.2f} s")
         again_times = []
@@ -130,7 +128,7 @@ def run(options: Options) -> Result:
         for _ in range(NO_CHANGE_SYNCS):
             started = time.perf_counter()
             with database.session() as session:
-                reports.append(sync_config(session, loaded.config, catalogue, NOW))
+                reports.append(sync_config(session, loaded, NOW))
             again_times.append(time.perf_counter() - started)
         with database.session() as session:
             stored_sims = session.scalar(select(func.count()).select_from(SimRow)) or 0

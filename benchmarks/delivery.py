@@ -164,12 +164,12 @@ def run_deliverer(work_dir: Path, url: str, messages: list[str], receiver: Recei
     """Enqueue every message, then time one ``deliver_due()`` that sends them all."""
     from sqlalchemy import func, select
 
-    from watcher.catalogue import load_catalogue
     from watcher.clock import FixedClock
+    from watcher.config import parse_config
     from watcher.db.engine import open_database
     from watcher.db.models import OutboxRow
-    from watcher.delivery import Channels, Deliverer
-    from watcher.outbox import NewMessage, enqueue
+    from watcher.delivery import Deliverer
+    from watcher.outbox import Kind, NewMessage, enqueue
 
     path = work_dir / "delivery.db"
     for suffix in ("", "-wal", "-shm"):
@@ -180,14 +180,13 @@ def run_deliverer(work_dir: Path, url: str, messages: list[str], receiver: Recei
             enqueue(
                 session,
                 [
-                    NewMessage(f"bench:{i}", "hook", "admin", title=title, body=f"message {i}")
+                    NewMessage(f"bench:{i}", "hook", Kind.ADMIN, title=title, body=f"message {i}")
                     for i, title in enumerate(messages)
                 ],
                 NOW,
             )
-        deliverer = Deliverer(
-            database, Channels({"hook": [url]}), load_catalogue(), FixedClock(NOW)
-        )
+        loaded = parse_config(f"channels: {{hook: '{url}'}}", "bench.yaml", {})
+        deliverer = Deliverer(database, loaded, FixedClock(NOW))
         try:
             cpu_before = Cpu.now(receiver)
             started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Benchmark 1: one planning pass over 1,000,000 SIMs on SQLite.
 
-Target (from the issue): ``watcher.planner.plan_due(session, now)`` in a committed
+Target (from the issue): ``watcher.reminders.planner.plan_due(session, now)`` in a committed
 transaction takes at most 2x the bare indexed SELECT of the due rows, and the process
 peak RSS during the pass stays under 300 MB.
 
@@ -334,7 +334,7 @@ def measure(db_path: Path, now: datetime, rounds: int) -> Measurement:
     import watcher.app  # noqa: F401  # the daemon's modules: the memory baseline is the daemon's
     from watcher.db.engine import Database
     from watcher.db.models import OutboxRow, ScheduleRow
-    from watcher.planner import plan_due
+    from watcher.reminders.planner import plan_due
 
     database = Database(f"sqlite:///{db_path}")
     timer = StatementTimer(database.engine)

@@ -34,7 +34,7 @@ from benchmarks._common import NOW, Options, Result, ms
 
 if TYPE_CHECKING:
     from scrapers import Profile
-    from watcher.scraping import ScrapeResult
+    from watcher.promotions.jobs import ScrapeResult
 
 NAME = "scrape"
 TITLE = "A scrape cycle over loopback sources (200; 40 quick), per-host politeness on"
@@ -179,7 +179,7 @@ def _wait_listening(where: list[tuple[str, int]]) -> None:
 
 async def _polite(profiles: list[Profile], waits: list[float]) -> list[ScrapeResult]:
     from scrapers import Fetcher, FetchSettings
-    from watcher.scraping import fetch_all
+    from watcher.promotions.jobs import fetch_all
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
@@ -192,7 +192,7 @@ async def _polite(profiles: list[Profile], waits: list[float]) -> list[ScrapeRes
 
 async def _sequential(profiles: list[Profile]) -> list[ScrapeResult]:
     from scrapers import Fetcher, FetchSettings
-    from watcher.scraping import fetch_all
+    from watcher.promotions.jobs import fetch_all
 
     settings = FetchSettings(min_gap=0.0, respect_robots=False, trust_env=False)
     results: list[ScrapeResult] = []

@@ -173,27 +173,12 @@ def test_instructions_quote_only_verified_codes(
         assert set(USSD_LIKE.findall(text)) <= allowed
 
 
-@pytest.mark.parametrize(
-    ("operator_id", "urls"),
-    [
-        ("kcell", ["https://www.kcell.kz/ru/news/"]),
-        (
-            "activ",
-            [
-                "https://www.activ.kz/ru/article/archive-campaigns",
-                "https://www.activ.kz/ru/article/bonuses",
-            ],
-        ),
-        ("beeline", ["https://beeline.kz/ru/events/news/"]),
-        ("tele2", []),
-        ("altel", []),
-    ],
-)
-def test_promotion_pages_are_only_the_researched_ones_and_marked_unverified(
-    catalogue: Catalogue, raw_builtin: dict[str, Any], operator_id: str, urls: list[str]
+def test_the_catalogue_holds_no_promotion_pages_the_source_profiles_own_them(
+    raw_builtin: dict[str, Any],
 ) -> None:
-    assert catalogue.get(operator_id).promotion_urls == urls
-    assert all(page["verified"] is False for page in raw_builtin[operator_id]["promotions"])
+    assert all("promotions" not in entry for entry in raw_builtin.values())
+    with pytest.raises(ConfigError, match=r"operators\.kcell\.promotions: unknown setting"):
+        parse_overrides({"kcell": {"promotions": []}}, source="watcher.yaml")
 
 
 def test_localized_text_has_a_field_per_supported_language() -> None:
@@ -339,15 +324,15 @@ def test_new_operator_without_texts_gets_generic_advice_and_its_id_as_name() -> 
     ("raw", "path", "message"),
     [
         ({"kcell": {"idle_limit": "90 days"}}, "operators.kcell.idle_limit", "not a duration"),
-        ({"kcell": {"renew": {"rus": "x"}}}, "operators.kcell.renew.rus", "unknown field"),
-        ({"kcell": {"colour": "blue"}}, "operators.kcell.colour", "unknown field"),
+        ({"kcell": {"renew": {"rus": "x"}}}, "operators.kcell.renew.rus", "unknown setting"),
+        ({"kcell": {"colour": "blue"}}, "operators.kcell.colour", "unknown setting"),
         ({"kcell": {"website": "kcell.kz"}}, "operators.kcell.website", "https://"),
         ({"kcell": {"prefixes": ["70a"]}}, "operators.kcell.prefixes[0]", "digits"),
         ({"kcell": {"ussd": {"x": {"code": "100"}}}}, "operators.kcell.ussd.x.code", "*100#"),
         (
             {"kcell": {"channels": [{"kind": "shop", "name": "x"}]}},
             "operators.kcell.channels[0].kind",
-            "'shop'",
+            "'app', 'bank'",
         ),
         ({"Kcell": {}}, "operators.Kcell", "lowercase"),
     ],
@@ -417,7 +402,7 @@ def test_bad_override_passed_as_a_model_is_also_caught_at_load() -> None:
 @pytest.mark.parametrize(
     ("operators", "path", "message"),
     [
-        ({"x": complete_entry(colour="blue")}, "operators.x.colour", "unknown field"),
+        ({"x": complete_entry(colour="blue")}, "operators.x.colour", "unknown setting"),
         (
             {"x": complete_entry(renew={"en": "Top up.", "ru": "Пополните.", "zh": "充值。"})},
             "operators.x.renew.kk",
@@ -460,9 +445,9 @@ def test_broken_builtin_file_is_a_config_error_naming_the_path(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("operators: [unclosed\n", "not valid YAML: line"),
+        ("operators: [unclosed\n", "invalid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
-        ("{}\n", "operators: missing"),
+        ("{}\n", "operators: required setting is missing"),
     ],
 )
 def test_unparseable_builtin_file_is_a_config_error(

@@ -14,7 +14,7 @@ from watcher.cli import main
 from watcher.config import load_config
 from watcher.db import OutboxRow, ScheduleRow
 from watcher.db.engine import open_database
-from watcher.sync import current_slots
+from watcher.reminders.slots import current_slots
 
 TODAY = date.today()  # the CLI uses the real clock; dates are relative to it
 
@@ -193,3 +193,20 @@ def test_health_is_unhealthy_before_the_first_planning_pass(config_file: Path) -
     assert run("health", "-c", str(config_file)) == 1
     assert run("run", "--once", "-c", str(config_file)) == 0
     assert run("health", "-c", str(config_file)) == 0
+
+
+def test_check_reports_an_invalid_operator_override_with_its_field_path(
+    tmp_path: Path, capsys
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "channels: {c: 'console://'}\n"
+        "operators:\n  kcell:\n    renew: {en: 'Dial {nosuch} to top up.'}\n"
+        "users:\n  - name: a\n    notify: [c]\n    sims:\n"
+        "      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-12-20}\n",
+        encoding="utf-8",
+    )
+    assert run("check", "-c", str(bad)) == 2
+    captured = capsys.readouterr()
+    assert "OK" not in captured.out
+    assert f"error: {bad}: operators.kcell.renew.en: {{nosuch}} names no code" in captured.err

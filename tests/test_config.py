@@ -76,7 +76,7 @@ def test_the_commented_promotions_section_is_valid_once_uncommented(path: str) -
         for line in lines
     ]
     assert opened != lines
-    config = parse_config("\n".join(opened), path, {})
+    config = parse_config("\n".join(opened), path, {}).config
     alice = config.users[0]
     assert alice.promotions is not None
     assert config.promotion_sources(alice) == ["kcell-promo"]
@@ -87,7 +87,7 @@ def test_starter_config_is_valid() -> None:
 
 
 def test_a_good_config_is_read_with_defaults() -> None:
-    config = parse_config(GOOD, "cfg.yaml", {})
+    config = parse_config(GOOD, "cfg.yaml", {}).config
     alice, bob = config.users
     sim = alice.sims[0]
     assert sim.operator == "kcell"
@@ -103,19 +103,19 @@ def test_a_good_config_is_read_with_defaults() -> None:
 
 def test_unquoted_time_of_day_is_understood() -> None:
     # YAML 1.1 reads 10:30 as the base-60 number 630.
-    config = parse_config(GOOD.replace('remind_at: "10:00"', "remind_at: 10:30"), "c", {})
+    config = parse_config(GOOD.replace('remind_at: "10:00"', "remind_at: 10:30"), "c", {}).config
     assert config.remind_at == time(10, 30)
 
 
 def test_environment_variables_are_substituted() -> None:
     text = GOOD.replace('"console://"', '"${CHANNEL_URL}"')
-    config = parse_config(text, "cfg.yaml", {"CHANNEL_URL": "json://127.0.0.1:9/x"})
+    config = parse_config(text, "cfg.yaml", {"CHANNEL_URL": "json://127.0.0.1:9/x"}).config
     assert config.channels["console"] == ["json://127.0.0.1:9/x"]
 
 
 def test_environment_default_is_used_when_unset() -> None:
     text = GOOD.replace('"console://"', '"${CHANNEL_URL:-console://}"')
-    assert parse_config(text, "cfg.yaml", {}).channels["console"] == ["console://"]
+    assert parse_config(text, "cfg.yaml", {}).config.channels["console"] == ["console://"]
 
 
 @pytest.mark.parametrize(
@@ -314,7 +314,7 @@ def test_missing_file_is_a_clean_error(tmp_path: Path) -> None:
 
 
 def test_empty_file_is_a_valid_config_with_nothing_to_do() -> None:
-    assert parse_config("", "cfg.yaml", {}).users == []
+    assert parse_config("", "cfg.yaml", {}).config.users == []
 
 
 # --- fuzzing: any input is a clean error or a valid config, never a traceback -------
@@ -403,17 +403,17 @@ def test_scraping_settings_reach_the_fetcher() -> None:
         "scraping: {proxy: 'http://127.0.0.1:3128', user_agent: 'MyWatcher/1', "
         "respect_robots: false}",
     )
-    settings = parse_config(text, "cfg.yaml", {}).scraping.fetch_settings()
+    settings = parse_config(text, "cfg.yaml", {}).config.scraping.fetch_settings()
     assert settings.proxy == "http://127.0.0.1:3128"
     assert settings.user_agent == "MyWatcher/1"
     assert settings.respect_robots is False
-    default = parse_config(GOOD, "cfg.yaml", {}).scraping.fetch_settings()
+    default = parse_config(GOOD, "cfg.yaml", {}).config.scraping.fetch_settings()
     assert default.respect_robots is True
     assert default.user_agent.startswith("SIMWatcher/")
 
 
 def test_promotion_subscriptions_resolve_to_sources() -> None:
-    config = parse_config(GOOD, "cfg.yaml", {})
+    config = parse_config(GOOD, "cfg.yaml", {}).config
     alice, bob = config.users
     assert alice.promotions is not None
     assert alice.promotions.on == ["new", "changed"]  # YAML 1.1 reads `on:` as true
@@ -422,19 +422,19 @@ def test_promotion_subscriptions_resolve_to_sources() -> None:
     assert list(config.watched_sources()) == ["kcell-promo", "my-shop"]
     # With neither operators nor sources, the operators of the user's SIMs are meant.
     text = GOOD.replace("      operators: [kcell]\n      sources: [my-shop]\n", "")
-    config = parse_config(text, "cfg.yaml", {})
+    config = parse_config(text, "cfg.yaml", {}).config
     assert config.promotion_sources(config.users[0]) == ["kcell-promo", "my-shop"]
     # Only sources: the SIMs' operators are not added.
     text = GOOD.replace("      operators: [kcell]\n", "").replace("[my-shop]", "[activ-promo]")
-    config = parse_config(text, "cfg.yaml", {})
+    config = parse_config(text, "cfg.yaml", {}).config
     assert config.promotion_sources(config.users[0]) == ["activ-promo"]
 
 
 def test_a_config_source_is_added_to_the_built_in_ones_and_can_replace_one() -> None:
-    profiles = parse_config(GOOD, "cfg.yaml", {}).source_profiles()
+    profiles = parse_config(GOOD, "cfg.yaml", {}).config.source_profiles()
     assert profiles["my-shop"].source.url == "https://shop.example.com/offers"
     assert str(profiles["my-shop"].every) == "0:30:00"
     assert "kcell-promo" in profiles  # built in
     replaced = GOOD.replace("id: my-shop", "id: kcell-promo").replace("[my-shop]", "[kcell-promo]")
-    kcell = parse_config(replaced, "cfg.yaml", {}).source_profiles()["kcell-promo"]
+    kcell = parse_config(replaced, "cfg.yaml", {}).config.source_profiles()["kcell-promo"]
     assert kcell.source.items == ".card"

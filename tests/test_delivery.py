@@ -15,8 +15,8 @@ from watcher.app import App
 from watcher.clock import FixedClock
 from watcher.config import load_config
 from watcher.db import OutboxRow
-from watcher.delivery import CLAIM_LEASE, retry_delay
-from watcher.outbox import NewMessage, enqueue
+from watcher.delivery import retry_delay
+from watcher.outbox import CLAIM_LEASE, NewMessage, enqueue
 
 # 2026-11-25 10:00 in Almaty (UTC+5).
 TEN_ALMATY = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -194,13 +194,12 @@ def test_only_claims_of_senders_that_died_are_released(db_url: str) -> None:
     import socket
 
     from watcher.db.engine import open_database
-    from watcher.delivery import _owner, release_claims
-    from watcher.outbox import NewMessage, enqueue
+    from watcher.outbox import NewMessage, claim_owner, enqueue, release_claims
 
     host = socket.gethostname()
     dead_pid = 2**22 + 12345  # above the kernel's pid range: no such process
     owners = {
-        "live": _owner(),  # this process, e.g. a daemon next to `run --once`
+        "live": claim_owner(),  # this process, e.g. a daemon next to `run --once`
         "dead": f"{host}:{dead_pid}:0000aaaa",
         "restarted": f"{host}:{os.getpid()}:0000bbbb",  # same pid, earlier run
         "elsewhere": f"other-host:{dead_pid}:0000cccc",  # can't tell: lease expiry

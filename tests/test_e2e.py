@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from tests.servers import SmtpSink, WebhookReceiver, wait_for
 from watcher.db import Database, Heartbeat, OutboxRow, ScheduleRow
-from watcher.sync import current_slots
+from watcher.reminders.slots import current_slots
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from watcher.clock import FixedClock
 from watcher.config import load_config
 from watcher.db import OutboxRow
 from watcher.db.models import PromotionAlertRow, SourceRow
-from watcher.promotion_alerts import Subscription, digest_cutoff, match
-from watcher.scraping import due_sources
+from watcher.promotions.alerts import Subscription, digest_cutoff, match
+from watcher.promotions.jobs import due_sources
 
 # Wednesday 2026-11-25, 12:00 in Almaty (UTC+5).
 NOON_ALMATY = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
@@ -109,7 +109,7 @@ BOB = """
 
 def cycle(app: App) -> None:
     """What the daemon does when a source is due: scrape, queue, send."""
-    app.scrape(every_source=True)
+    app.scrape(list(app.loaded.config.watched_sources().values()))
     app.flush_promotions()
     app.deliver()
 
@@ -332,7 +332,7 @@ def test_robots_txt_disallowing_the_page_is_a_source_error_without_a_request(
 ) -> None:
     site.robots = "User-agent: *\nDisallow: /offers\n"
     app = make_app(alice())
-    [result] = app.scrape(every_source=True)
+    [result] = app.scrape(list(app.loaded.config.watched_sources().values()))
     assert result.error is not None
     assert "robots.txt" in str(result.error)
     assert site.hits == 0
@@ -360,7 +360,7 @@ def test_matching_the_same_stored_changes_twice_writes_one_alert(
     app = make_app(alice())
     cycle(app)
     site.cards.append(dict(UNLIM))
-    [result] = app.scrape(every_source=True)
+    [result] = app.scrape(list(app.loaded.config.watched_sources().values()))
     assert result.alerts == 1
     with app.database.session() as session:
         rows = list(session.scalars(select(PromotionChangeRow)))

@@ -32,7 +32,7 @@ from scrapers import (
 from watcher.db import Database, PromotionChangeRow, PromotionRow, SourceRow, open_database
 from watcher.db.engine import MIGRATIONS
 from watcher.db.models import Base
-from watcher.promotion_store import key_hash, list_promotions, load_state, save_outcome
+from watcher.promotions.store import key_hash, list_promotions, load_state, save_outcome
 
 SRC = "kcell-promo"
 URL = "https://www.kcell.kz/ru/promo"

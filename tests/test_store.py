@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from watcher.catalogue import load_catalogue
-from watcher.config import Config, parse_config
+from watcher.config import LoadedConfig, parse_config
 from watcher.db import Database, Event, OutboxRow, ScheduleRow, SimRow
 from watcher.db.engine import open_database
-from watcher.planner import plan_due
-from watcher.schedule import select_due, slots_for
-from watcher.sync import current_slots, sim_dates, sync_config
+from watcher.reminders.planner import plan_due
+from watcher.reminders.rules import select_due, slots_for
+from watcher.reminders.slots import current_slots, sim_dates
+from watcher.sync import sync_config
 
 ALMATY = ZoneInfo("Asia/Almaty")
 START = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 08:00 in Almaty
 
 
-def config(expires: str = "2026-12-01", extra: str = "", channels: str = "[a, b]") -> Config:
+def config(expires: str = "2026-12-01", extra: str = "", channels: str = "[a, b]") -> LoadedConfig:
     return parse_config(
         f"""
 timezone: Asia/Almaty
@@ -50,9 +51,9 @@ def database(db_url: str) -> Iterator[Database]:
     db.close()
 
 
-def sync(database: Database, cfg: Config, now: datetime = START) -> None:
+def sync(database: Database, loaded: LoadedConfig, now: datetime = START) -> None:
     with database.session() as session:
-        sync_config(session, cfg, load_catalogue(cfg.operators), now)
+        sync_config(session, loaded, now)
 
 
 def plan(database: Database, now: datetime) -> list[tuple[str, str, str]]:
@@ -231,7 +232,13 @@ def test_a_superseded_reminder_is_not_sent_after_a_reschedule(database: Database
     sync(database, config())
     caught_up = plan(database, at_almaty(date(2026, 11, 29)))  # -7d and -3d due: -3d sent
     assert {offset for _, offset, _ in caught_up} == {"-3d"}
-    moved = config().model_copy(update={"remind_at": config().remind_at.replace(hour=9)})
+    loaded = config()
+    moved = replace(
+        loaded,
+        config=loaded.config.model_copy(
+            update={"remind_at": loaded.config.remind_at.replace(hour=9)}
+        ),
+    )
     sync(database, moved)  # new slot times for the same target
     later = plan(database, at_almaty(date(2026, 11, 29), 11))
     assert later == caught_up  # neither -7d nor -3d again

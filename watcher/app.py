@@ -3,33 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from scrapers import Fetcher, FetchSettings
-from watcher.catalogue import Catalogue, load_catalogue
+from scrapers import Fetcher, FetchSettings, Profile
+from watcher import outbox
+from watcher.catalogue import Catalogue
+from watcher.channels import Channels
 from watcher.clock import Clock, SystemClock
-from watcher.config import LoadedConfig, load_config
+from watcher.config import LoadedConfig, digest_of, load_config, parse_config, read_config_file
 from watcher.db.engine import Database, open_database, resolve_database_url
-from watcher.db.models import Heartbeat
-from watcher.delivery import Channels, Deliverer, DeliveryReport, report_to_admin
+from watcher.delivery import Deliverer, DeliveryReport
 from watcher.errors import ConfigError
+from watcher.heartbeat import PLANNER, beat
 from watcher.messages import Message
-from watcher.outbox import dialect_insert
-from watcher.planner import plan_due
-from watcher.promotion_alerts import Audience, audience_of, flush
-from watcher.scraping import ScrapeResult, due_sources, fetch_all, store_results, stored_validators
+from watcher.promotions.alerts import Audience, audience_of, flush
+from watcher.promotions.jobs import (
+    ScrapeResult,
+    due_sources,
+    fetch_all,
+    store_results,
+    stored_validators,
+)
+from watcher.reminders.planner import plan_due
 from watcher.sync import SyncReport, sync_config
 
 log = logging.getLogger(__name__)
 
 
 class App:
-    """A loaded config wired to its database and channels."""
+    """A loaded config wired to its database and channels.
+
+    The database is opened (and migrated) on first use, so commands that never touch
+    it, such as a dry-run scrape, work without one.
+    """
 
     def __init__(
         self,
@@ -43,24 +56,12 @@ class App:
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
         self.loaded = loaded
-        self.catalogue: Catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
-        url = resolve_database_url(loaded.config.database, loaded.path.parent, self.env)
-        self.database: Database = open_database(url)
+        self.concurrency = concurrency
         self.stopping = threading.Event()
-        self.channels = Channels(loaded.config.channels)
-        self.deliverer = Deliverer(
-            self.database,
-            self.channels,
-            self.catalogue,
-            self.clock,
-            admin=loaded.config.admin,
-            concurrency=concurrency,
-            stopping=self.stopping,
-        )
         self._fixed_fetch_settings = fetch_settings
-        self.fetch_settings = fetch_settings or loaded.config.scraping.fetch_settings()
         self._rng = random.Random()
-        self._bad_config_mtime: int | None = None
+        self._seen_mtime: int | None = None  # of the last version read, good or bad
+        self._reported_bad: str | None = None  # digest of the last bad version reported
 
     @classmethod
     def from_path(
@@ -68,58 +69,92 @@ class App:
     ) -> App:
         return cls(load_config(path, env), clock=clock, env=env)
 
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.loaded.catalogue
+
+    @property
+    def channels(self) -> Channels:
+        return self.loaded.channels
+
+    @property
+    def fetch_settings(self) -> FetchSettings:
+        return self._fixed_fetch_settings or self.loaded.config.scraping.fetch_settings()
+
+    @functools.cached_property
+    def database(self) -> Database:
+        config = self.loaded.config
+        return open_database(
+            resolve_database_url(config.database, self.loaded.path.parent, self.env)
+        )
+
+    @functools.cached_property
+    def deliverer(self) -> Deliverer:
+        return Deliverer(
+            self.database,
+            self.loaded,
+            self.clock,
+            concurrency=self.concurrency,
+            stopping=self.stopping,
+        )
+
     def admin_targets(self) -> list[str]:
-        return [t for name in self.loaded.config.admin for t in self.channels.targets(name)]
+        return self.loaded.admin_targets()
 
     def sync(self) -> SyncReport:
         with self.database.session() as session:
-            return sync_config(session, self.loaded.config, self.catalogue, self.clock.now())
+            return sync_config(session, self.loaded, self.clock.now())
 
     def plan(self) -> int:
         now = self.clock.now()
         with self.database.session() as session:
             written = plan_due(session, now)
-            insert = dialect_insert(session.get_bind().dialect.name)
-            session.execute(
-                insert(Heartbeat)
-                .values(name="planner", at=now)
-                .on_conflict_do_update(index_elements=["name"], set_={"at": now})
-            )
+            beat(session, PLANNER, now)
             return written
 
     def audience(self) -> Audience:
         """Who hears of promotion changes and source trouble, per the current config."""
-        config = self.loaded.config
-        targets = {name: self.channels.targets(name) for name in config.channels}
-        return audience_of(config, targets, self.admin_targets(), self.catalogue)
+        return audience_of(self.loaded)
 
-    def scrape(self, *, every_source: bool = False) -> list[ScrapeResult]:
-        """Scrape the watched sources that are due (all of them with ``every_source``).
+    def scrape(
+        self,
+        profiles: Sequence[Profile] | None = None,
+        *,
+        dry_run: bool = False,
+        on_done: Callable[[ScrapeResult], None] | None = None,
+    ) -> list[ScrapeResult]:
+        """Scrape ``profiles``, or the watched sources that are due; what the daemon runs.
 
-        Stores what was found, matches it against subscriptions and queues the
-        immediate alerts; digests wait for ``flush_promotions`` at their time.
+        Each result is stored as its source finishes, with its changes matched to
+        subscriptions, then the alerts due now are queued (digests wait for their time).
+        ``dry_run`` fetches without conditional headers and stores nothing: the
+        database is not touched. ``on_done`` is called with each result as it comes.
         """
-        profiles = self.loaded.config.watched_sources()
-        now = self.clock.now()
-        due = due_sources(self.database, profiles, now)  # also marks unwatched ones inactive
-        chosen = list(profiles.values()) if every_source else due
-        if not chosen:
+        if profiles is None:
+            profiles = due_sources(
+                self.database, self.loaded.config.watched_sources(), self.clock.now()
+            )
+        if not profiles:
             return []
-        today = now.astimezone(self.loaded.config.timezone).date()
-        validators = stored_validators(self.database, chosen)
+        today = self.clock.now().astimezone(self.loaded.config.timezone).date()
+        validators = {} if dry_run else stored_validators(self.database, profiles)
         audience = self.audience()
 
-        def store(result: ScrapeResult) -> None:
-            # As each source finishes: a long scrape cut short by a stop keeps what it
-            # did, and the sources not stored stay due for the next start.
-            store_results(self.database, [result], self.clock.now(), audience, self._rng)
+        def done(result: ScrapeResult) -> None:
+            if not dry_run:
+                # As each source finishes: a long scrape cut short by a stop keeps what
+                # it did, and the sources not stored stay due for the next start.
+                store_results(self.database, [result], self.clock.now(), audience, self._rng)
+            if on_done is not None:
+                on_done(result)
 
         async def fetch() -> list[ScrapeResult]:
             async with Fetcher(self.fetch_settings) as fetcher:
-                return await fetch_all(chosen, fetcher, today, validators, on_done=store)
+                return await fetch_all(profiles, fetcher, today, validators, on_done=done)
 
         results = asyncio.run(fetch())
-        self.flush_promotions()
+        if not dry_run:
+            self.flush_promotions()
         return results
 
     def flush_promotions(self) -> int:
@@ -134,35 +169,44 @@ class App:
         return self.deliverer.deliver_due()
 
     def reload_if_changed(self) -> bool:
-        """Re-read the config file if it changed on disk; keep the old one if the new is bad."""
+        """Re-read the config file if it changed; True if a new version took effect.
+
+        The new config, catalogue and channels are built and the database synced to
+        them before anything is swapped, so a bad edit leaves all of the old ones in
+        force. Each bad version of the file is logged and reported to the admin once.
+        """
         path = self.loaded.path
         try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
+            data, mtime = read_config_file(path)
+        except ConfigError:
+            return False  # gone or unreadable for a moment (an editor saving): keep going
+        if mtime in (self.loaded.mtime_ns, self._seen_mtime):
             return False
-        if mtime in (self.loaded.mtime_ns, self._bad_config_mtime):
+        digest = digest_of(data)
+        if digest in (self.loaded.digest, self._reported_bad):
+            self._seen_mtime = mtime  # saved again unchanged
             return False
         try:
-            loaded = load_config(path, self.env)
+            loaded = parse_config(data, str(path), self.env)
         except ConfigError as exc:
-            self._bad_config_mtime = mtime
-            log.error("config %s changed but is invalid; keeping the previous one:\n%s", path, exc)
-            report_to_admin(
+            self._seen_mtime, self._reported_bad = mtime, digest
+            for issue in exc.issues:
+                log.error("config changed but is invalid, keeping the previous one: %s", issue)
+            outbox.report_to_admin(
                 self.database,
                 self.admin_targets(),
-                f"config-invalid:{mtime}",
+                outbox.config_invalid_key(digest),
                 Message("SIM Watcher: config file is invalid", f"Kept the previous config.\n{exc}"),
                 self.clock.now(),
             )
             return False
+        loaded = replace(loaded, mtime_ns=mtime)
+        with self.database.session() as session:
+            sync_config(session, loaded, self.clock.now())
         self.loaded = loaded
-        self.catalogue = load_catalogue(loaded.config.operators, source=str(loaded.path))
-        self.channels = Channels(loaded.config.channels)
-        self.deliverer.channels = self.channels
-        self.deliverer.catalogue = self.catalogue
-        self.deliverer.admin_targets = self.admin_targets()
-        self.fetch_settings = self._fixed_fetch_settings or loaded.config.scraping.fetch_settings()
-        self.sync()
+        if "deliverer" in self.__dict__:
+            self.deliverer.loaded = loaded
+        self._seen_mtime, self._reported_bad = mtime, None
         log.info("config reloaded from %s", path)
         return True
 
@@ -174,5 +218,7 @@ class App:
 
     def close(self) -> None:
         self.stopping.set()
-        self.deliverer.close()
-        self.database.close()
+        if "deliverer" in self.__dict__:
+            self.deliverer.close()
+        if "database" in self.__dict__:
+            self.database.close()

@@ -24,29 +24,20 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    StringConstraints,
-    ValidationError,
-)
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BaseModel, BeforeValidator, StringConstraints, ValidationError
 
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
+from watcher.validation import DurationField, StrictModel, issues_from, load_yaml, yaml_issue
 
 __all__ = [
     "FALLBACK_LANGUAGE",
     "LANGUAGES",
     "Catalogue",
     "Channel",
-    "DurationField",
     "LocalizedText",
     "Operator",
     "OperatorEntry",
-    "PromotionPage",
     "UssdCode",
     "builtin_entries",
     "builtin_path",
@@ -55,7 +46,6 @@ __all__ = [
     "parse_overrides",
     "read_operators_file",
     "resolve_language",
-    "validation_issues",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,9 +112,6 @@ def _check_prefix(value: str) -> str:
     return value
 
 
-DurationField = Annotated[Duration, BeforeValidator(Duration.parse)]
-"""A :class:`Duration` field that accepts what users write: ``90d``, ``2w``, ``1m``."""
-
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 _Url = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_url)]
 _Prefix = Annotated[str, BeforeValidator(_digits_as_text), AfterValidator(_check_prefix)]
@@ -132,12 +119,7 @@ _CodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 _Code = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_ussd)]
 
 
-class _Model(BaseModel):
-    # frozen: the built-in entries are cached and shared, nobody may edit them in place.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LocalizedText(_Model):
+class LocalizedText(StrictModel):
     """One text per supported language; any may be missing (English is the fallback)."""
 
     en: _Text | None = None
@@ -155,7 +137,7 @@ class LocalizedText(_Model):
         return found
 
 
-class UssdCode(_Model):
+class UssdCode(StrictModel):
     """A named USSD code; only ``verified: true`` codes ever reach a message."""
 
     code: _Code | None = None  # optional so an override may change only the note
@@ -164,7 +146,7 @@ class UssdCode(_Model):
     note: _Text | None = None
 
 
-class Channel(_Model):
+class Channel(StrictModel):
     """One way to top up or renew: an app, a bank, a terminal network, an office..."""
 
     kind: Literal["app", "bank", "terminal", "office", "website", "ussd"]
@@ -173,15 +155,7 @@ class Channel(_Model):
     note: _Text | None = None
 
 
-class PromotionPage(_Model):
-    """A page that may list the operator's offers, for the promotion watcher."""
-
-    url: _Url
-    verified: bool = False
-    note: _Text | None = None
-
-
-class OperatorEntry(_Model):
+class OperatorEntry(StrictModel):
     """One operator as written in operators.yaml or in a user's ``operators:`` section.
 
     Every field is optional: in a user's config an entry only says what differs from the
@@ -195,12 +169,11 @@ class OperatorEntry(_Model):
     ussd: dict[_CodeName, UssdCode] | None = None
     channels: list[Channel] | None = None
     billing: list[_Text] | None = None
-    promotions: list[PromotionPage] | None = None
     renew: LocalizedText | None = None
     balance: LocalizedText | None = None
 
 
-class _CatalogueFile(_Model):
+class _CatalogueFile(StrictModel):
     operators: dict[str, OperatorEntry]
 
 
@@ -221,7 +194,6 @@ class Operator:
     website: str | None = None
     idle_limit: Duration | None = None
     prefixes: list[str] = field(default_factory=list, hash=False)
-    promotion_urls: list[str] = field(default_factory=list, hash=False)
     ussd: Mapping[str, UssdCode] = field(default_factory=dict, hash=False)
     channels: list[Channel] = field(default_factory=list, hash=False)
     billing: list[str] = field(default_factory=list, hash=False)
@@ -311,17 +283,15 @@ def read_operators_file(path: Path) -> dict[str, OperatorEntry]:
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigIssue(file, "", f"cannot read it: {reason}")]) from None
     try:
-        raw = yaml.load(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(
-            [ConfigIssue(file, "", f"not valid YAML: {_yaml_problem(exc)}")]
-        ) from None
+        raise ConfigError([yaml_issue(exc, file)]) from None
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(file, "", "expected a mapping with an `operators:` key")])
     try:
         entries = _CatalogueFile.model_validate(raw).operators
     except ValidationError as exc:
-        raise ConfigError(validation_issues(exc, file)) from None
+        raise ConfigError(issues_from(exc, file)) from None
 
     issues = _id_issues(entries, file)
     for operator_id, entry in entries.items():
@@ -342,7 +312,7 @@ def parse_overrides(raw: object, *, source: str = "config") -> dict[str, Operato
     try:
         entries = _CatalogueFile.model_validate({"operators": raw}).operators
     except ValidationError as exc:
-        raise ConfigError(validation_issues(exc, source)) from None
+        raise ConfigError(issues_from(exc, source)) from None
     issues = _id_issues(entries, source)
     if issues:
         raise ConfigError(issues)
@@ -434,7 +404,6 @@ def _resolve(
         website=entry.website,
         idle_limit=entry.idle_limit,
         prefixes=list(entry.prefixes or []),
-        promotion_urls=[page.url for page in entry.promotions or []],
         ussd=MappingProxyType(dict(codes)),
         channels=list(entry.channels or []),
         billing=list(entry.billing or []),
@@ -508,45 +477,3 @@ def _completeness_issues(operator_id: str, entry: OperatorEntry, file: str) -> l
             if language not in present:
                 issues.append(ConfigIssue(file, f"{at}.{kind}.{language}", "missing text"))
     return issues
-
-
-def validation_issues(exc: ValidationError, file: str, prefix: str = "") -> list[ConfigIssue]:
-    """One :class:`ConfigIssue` per pydantic error, with a dotted path and the bad value."""
-    return [
-        ConfigIssue(file, _error_path(prefix, error), _error_message(error))
-        for error in exc.errors()
-    ]
-
-
-def _error_path(prefix: str, error: ErrorDetails) -> str:
-    path = prefix
-    for part in error["loc"]:
-        if part == "[key]":
-            continue  # pydantic's marker for a bad mapping key; the key is already in path
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path = f"{path}.{part}" if path else part
-    return path
-
-
-def _error_message(error: ErrorDetails) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown field (a typo?)"
-    if kind == "missing":
-        return "missing"
-    message = error["msg"].removeprefix("Value error, ")
-    value = error.get("input")
-    if isinstance(value, str | int | float | bool) or value is None:
-        shown = repr(value)
-        return f"{message} (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-    return message
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)

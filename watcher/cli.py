@@ -15,22 +15,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from scrapers import Page, Profile, Validators
 from watcher import __version__
 from watcher.app import App
+from watcher.channels import send_test
 from watcher.config import load_config
-from watcher.db.models import Heartbeat, OutboxRow, SimRow, UserRow
-from watcher.delivery import send_test
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
 from watcher.masking import mask_phone, mask_url
 from watcher.messages import render_test
-from watcher.records import record_balance, record_renewal
-from watcher.schedule import balance_target, idle_deadline
-from watcher.scraping import ScrapeResult
-from watcher.sync import sim_dates
+from watcher.promotions.jobs import ScrapeResult
+from watcher.reminders.records import record_balance, record_renewal
 
 log = logging.getLogger("watcher")
 
@@ -179,13 +174,13 @@ def _app(args: argparse.Namespace) -> App:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from watcher.daemon import run_daemon, run_once
+    from watcher.daemon import Daemon, run_once
 
     app = _app(args)
     if args.once:
         with app:
             return run_once(app)
-    return run_daemon(app)
+    return Daemon(app).run()
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -263,48 +258,35 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_rows(app: App) -> list[dict[str, Any]]:
-    now = app.clock.now()
-    rows: list[dict[str, Any]] = []
+    from watcher.reminders.status import sim_statuses
+
     with app.database.session() as session:
-        users = {user.name: user for user in session.scalars(select(UserRow))}
-        sims = session.scalars(
-            select(SimRow).where(SimRow.active).order_by(SimRow.user_name, SimRow.id)
-        )
-        for sim in sims:
-            user = users[sim.user_name]
-            zone = ZoneInfo(user.timezone)
-            today = now.astimezone(zone).date()
-            dates = sim_dates(sim, user)
-            last = session.execute(
-                select(OutboxRow.kind, OutboxRow.status, OutboxRow.sent_at, OutboxRow.created_at)
-                .where(OutboxRow.sim_id == sim.id)
-                .order_by(OutboxRow.id.desc())
-                .limit(1)
-            ).first()
-            idle = idle_deadline(dates)
-            rows.append(
-                {
-                    "user": sim.user_name,
-                    "sim": sim.id,
-                    "number": mask_phone(sim.number),
-                    "operator": app.catalogue.get(sim.operator).name,
-                    "expires": sim.expires.isoformat() if sim.expires else None,
-                    "days_left": (sim.expires - today).days if sim.expires else None,
-                    "next_balance_check": (
-                        balance_target(dates).isoformat() if dates.balance_check_every else None
-                    ),
-                    "balance": str(sim.balance) if sim.balance is not None else None,
-                    "idle_deadline": idle.isoformat() if idle else None,
-                    "last_message": None
-                    if last is None
-                    else {
-                        "kind": last.kind,
-                        "status": last.status,
-                        "at": _local(last.sent_at or last.created_at, zone),
-                    },
-                }
-            )
-    return rows
+        statuses = sim_statuses(session, app.clock.now())
+    return [
+        {
+            "user": status.user,
+            "sim": status.sim_id,
+            "number": mask_phone(status.number),
+            "operator": app.catalogue.get(status.operator).name,
+            "expires": _iso(status.expires),
+            "days_left": status.days_left,
+            "next_balance_check": _iso(status.next_balance_check),
+            "balance": str(status.balance) if status.balance is not None else None,
+            "idle_deadline": _iso(status.idle_deadline),
+            "last_message": None
+            if status.last_message is None
+            else {
+                "kind": status.last_message.kind,
+                "status": status.last_message.status,
+                "at": _local(status.last_message.at, status.zone),
+            },
+        }
+        for status in statuses
+    ]
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> str:
@@ -342,109 +324,78 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _scrape(args: argparse.Namespace) -> int:
-    import asyncio
+    from scrapers import ScraperError, decode_text
+    from watcher.promotions.jobs import extract_page
 
-    from scrapers import Fetcher, ScraperError, decode_text
-    from watcher.scraping import extract_page, fetch_all, store_results, stored_validators
+    with _app(args) as app:
+        profiles = app.loaded.config.source_profiles()
+        if args.html_file is not None:
+            if not args.source:
+                raise UsageError("--html-file needs --source ID: whose selectors to use")
+            profile = _pick_profiles(profiles, [args.source], app.loaded.path)[0]
+            try:
+                text = decode_text(args.html_file.read_bytes())
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.html_file}: {exc.strerror}") from None
+            result = ScrapeResult(profile)
+            page = Page(url=profile.source.url, status=200, text=text, validators=Validators())
+            today = app.clock.now().astimezone(app.loaded.config.timezone).date()
+            try:
+                result.promotions = extract_page(profile, page, today)
+            except ScraperError as exc:
+                result.error = exc
+            return _print_scrape([result], args.json, detail=True)
 
-    loaded = load_config(_config_path(args))
-    profiles = loaded.config.source_profiles()
-    today = datetime.now(loaded.config.timezone).date()
-    if args.html_file is not None:
-        if not args.source:
-            raise UsageError("--html-file needs --source ID: whose selectors to use")
-        profile = _pick_profiles(profiles, [args.source], loaded.path)[0]
-        try:
-            text = decode_text(args.html_file.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.html_file}: {exc.strerror}") from None
-        result = ScrapeResult(profile)
-        page = Page(url=profile.source.url, status=200, text=text, validators=Validators())
-        try:
-            result.promotions = extract_page(profile, page, today)
-        except ScraperError as exc:
-            result.error = exc
-        return _print_scrape([result], args.json, detail=True)
+        chosen = _pick_profiles(profiles, args.source_ids or list(profiles), app.loaded.path)
+        # A change found by hand is news like any other: unless this is a dry run, it
+        # is stored, matched and queued now (the daemon, or `watcher run --once`, sends
+        # it), and never found again.
+        if args.json or len(chosen) == 1:
+            results = app.scrape(chosen, dry_run=args.dry_run)
+        else:
+            from rich.progress import Progress
 
-    chosen = _pick_profiles(profiles, args.source_ids or list(profiles), loaded.path)
-    app = None if args.dry_run else App(loaded)
-    try:
-        validators = stored_validators(app.database, chosen) if app else {}
-
-        async def run() -> list[ScrapeResult]:
-            async with Fetcher(loaded.config.scraping.fetch_settings()) as fetcher:
-                if args.json or len(chosen) == 1:
-                    return await fetch_all(chosen, fetcher, today, validators)
-                from rich.progress import Progress
-
-                with Progress(transient=True) as progress:
-                    task = progress.add_task("scraping", total=len(chosen))
-                    return await fetch_all(
-                        chosen,
-                        fetcher,
-                        today,
-                        validators,
-                        on_done=lambda _: progress.advance(task),
-                    )
-
-        results = asyncio.run(run())
-        if app is not None:
-            # A change found by hand is news like any other: it is matched and queued
-            # now (the daemon, or `watcher run --once`, sends it), never found again.
-            store_results(app.database, results, app.clock.now(), app.audience())
-            app.flush_promotions()
-    finally:
-        if app is not None:
-            app.close()
+            with Progress(transient=True) as progress:
+                task = progress.add_task("scraping", total=len(chosen))
+                results = app.scrape(
+                    chosen, dry_run=args.dry_run, on_done=lambda _: progress.advance(task)
+                )
     return _print_scrape(results, args.json, detail=len(chosen) == 1)
 
 
 def _sources(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
-
-    from watcher.db.models import PromotionRow, SourceRow
+    from watcher.promotions.store import source_health
 
     with _app(args) as app:
         config = app.loaded.config
         zone = config.timezone
         watched = config.watched_sources()
         subscribed = {user.name: set(config.promotion_sources(user)) for user in config.users}
-        subscribers = {
-            pid: [name for name, ids in subscribed.items() if pid in ids]
-            for pid in config.source_profiles()
-        }
         with app.database.session() as session:
-            stored = {row.id: row for row in session.scalars(select(SourceRow))}
-            counts = dict(
-                session.execute(
-                    select(PromotionRow.source_id, func.count())
-                    .where(PromotionRow.ended.is_(False))
-                    .group_by(PromotionRow.source_id)
-                ).all()
-            )
+            health = source_health(session)
 
-        def when(instant: datetime | None) -> str | None:
-            return _local(instant, zone) if instant else None
+    def when(instant: datetime | None) -> str | None:
+        return _local(instant, zone) if instant else None
 
-        rows: list[dict[str, Any]] = []
-        for pid, profile in config.source_profiles().items():
-            source = stored.get(pid)
-            rows.append(
-                {
-                    "source": pid,
-                    "operator": profile.source.operator,
-                    "url": profile.source.url,
-                    "watched": pid in watched,
-                    "subscribers": subscribers[pid],
-                    "every": _every_text(profile.every.total_seconds()),
-                    "verified": profile.verified,
-                    "last_success": when(source.last_success_at) if source else None,
-                    "failures": source.failures if source else 0,
-                    "last_error": source.last_error if source else None,
-                    "next_fetch": when(source.next_fetch_at) if source and pid in watched else None,
-                    "promotions": counts.get(pid, 0),
-                }
-            )
+    rows: list[dict[str, Any]] = []
+    for pid, profile in config.source_profiles().items():
+        source = health.get(pid)
+        rows.append(
+            {
+                "source": pid,
+                "operator": profile.source.operator,
+                "url": profile.source.url,
+                "watched": pid in watched,
+                "subscribers": [name for name, ids in subscribed.items() if pid in ids],
+                "every": _every_text(profile.every.total_seconds()),
+                "verified": profile.verified,
+                "last_success": when(source.last_success_at) if source else None,
+                "failures": source.failures if source else 0,
+                "last_error": source.last_error if source else None,
+                "next_fetch": when(source.next_fetch_at) if source and pid in watched else None,
+                "promotions": source.active_promotions if source else 0,
+            }
+        )
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
@@ -483,7 +434,7 @@ def _every_text(seconds: float) -> str:
 
 
 def _promotions(args: argparse.Namespace) -> int:
-    from watcher.promotion_store import list_promotions, promotion_history
+    from watcher.promotions.store import list_promotions, promotion_history
 
     with _app(args) as app:
         zone = app.loaded.config.timezone
@@ -615,9 +566,7 @@ def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
 
 def _notify_test(args: argparse.Namespace) -> int:
     loaded = load_config(_config_path(args))
-    from watcher.delivery import Channels
-
-    channels = Channels(loaded.config.channels)
+    channels = loaded.channels
     names = [args.channel] if args.channel else list(loaded.config.channels)
     if args.channel and args.channel not in loaded.config.channels:
         known = ", ".join(loaded.config.channels) or "none"
@@ -652,13 +601,15 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
+    from watcher.heartbeat import PLANNER, last_beat
+
     with _app(args) as app:
         with app.database.session() as session:
-            beat = session.get(Heartbeat, "planner")
-        if beat is None:
+            at = last_beat(session, PLANNER)
+        if at is None:
             print("unhealthy: the daemon has not planned yet")
             return 1
-        age = app.clock.now() - beat.at
+        age = app.clock.now() - at
         if age > timedelta(seconds=args.max_age):
             print(f"unhealthy: last planning pass {int(age.total_seconds())} s ago")
             return 1

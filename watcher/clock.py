@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -37,3 +38,12 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """``at`` o'clock on ``day`` in ``zone``, as UTC.
+
+    A wall time skipped by a DST jump resolves forward (fold=0 gives the pre-jump
+    offset, which lands after the gap), so a reminder is never lost to a jump.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)

@@ -7,6 +7,7 @@ collected before :class:`~watcher.errors.ConfigError` is raised.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,9 +21,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     PrivateAttr,
@@ -32,37 +31,28 @@ from pydantic import (
 )
 
 from scrapers import FetchSettings, Profile, ProfileError, load_profiles, profile_from_dict
-from watcher.catalogue import OperatorEntry
+from watcher.catalogue import Catalogue, OperatorEntry, load_catalogue, parse_overrides
+from watcher.channels import CONSOLE_URL, Channels
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
 from watcher.masking import hide_in_logs, mask_url
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C loader where PyYAML has it (several times faster on large files).
-
-    Dates are left as text for the validators: PyYAML's own date constructor raises a
-    bare ValueError on 2026-13-01 that would lose the field's path.
-    """
-
-
-_Loader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+from watcher.quiet import QuietHours, parse_clock
+from watcher.validation import (
+    DurationField,
+    StrictModel,
+    issues_from,
+    join_key,
+    load_yaml,
+    yaml_issue,
 )
 
 DEFAULT_REMIND_BEFORE = ("7d", "3d", "1d", "0d")
 DEFAULT_REMIND_AFTER = ("1d", "3d", "7d")
-CONSOLE_URL = "console://"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _SIM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 # --- field types -------------------------------------------------------------------
-
-
-def _parse_duration(value: object) -> Duration:
-    return Duration.parse(value)
 
 
 def _parse_date(value: object) -> date:
@@ -78,17 +68,6 @@ def _parse_date(value: object) -> date:
     raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}")
 
 
-def _parse_clock(value: object) -> time:
-    if isinstance(value, time):
-        return value
-    # YAML 1.1 reads an unquoted 10:00 as the base-60 integer 600.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        return time(value // 60, value % 60)
-    if isinstance(value, str) and (match := _CLOCK.match(value.strip())):
-        return time(int(match.group(1)), int(match.group(2)))
-    raise ValueError(f"expected a time of day as HH:MM, got {value!r}")
-
-
 def _parse_zone(value: object) -> ZoneInfo:
     if isinstance(value, ZoneInfo):
         return value
@@ -102,54 +81,16 @@ def _parse_zone(value: object) -> ZoneInfo:
         ) from None
 
 
-def _parse_quiet(value: object) -> QuietHours:
-    if isinstance(value, QuietHours):
-        return value
-    if isinstance(value, str) and value.count("-") == 1:
-        start, end = (part.strip() for part in value.split("-"))
-        try:
-            quiet = QuietHours(_parse_clock(start), _parse_clock(end))
-        except ValueError:
-            pass
-        else:
-            if quiet.start == quiet.end:
-                raise ValueError("quiet hours start and end at the same time")
-            return quiet
-    raise ValueError(f'expected quiet hours as "HH:MM-HH:MM", got {value!r}')
-
-
-DurationField = Annotated[Duration, BeforeValidator(_parse_duration), PlainSerializer(str)]
 DateField = Annotated[date, BeforeValidator(_parse_date)]
-ClockField = Annotated[time, BeforeValidator(_parse_clock)]
+ClockField = Annotated[time, BeforeValidator(parse_clock)]
 ZoneField = Annotated[ZoneInfo, BeforeValidator(_parse_zone), PlainSerializer(str)]
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """A daily window in local time when messages are held; may cross midnight."""
-
-    start: time
-    end: time
-
-    def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
-
-    @classmethod
-    def parse(cls, text: str) -> QuietHours:
-        return _parse_quiet(text)
-
-
-QuietField = Annotated[QuietHours, BeforeValidator(_parse_quiet), PlainSerializer(str)]
+QuietField = Annotated[QuietHours, BeforeValidator(QuietHours.parse), PlainSerializer(str)]
 
 
 # --- models ------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class SimConfig(_Model):
+class SimConfig(StrictModel):
     """One SIM card."""
 
     id: str
@@ -218,7 +159,7 @@ class SimConfig(_Model):
 ChangeKind = Literal["new", "changed", "ended"]
 
 
-class PromotionPrefs(_Model):
+class PromotionPrefs(StrictModel):
     """What promotions a user wants to hear about, and how often.
 
     Having the section at all is the opt-in: ``promotions: {}`` means "new promotions
@@ -267,7 +208,7 @@ class PromotionPrefs(_Model):
         return value
 
 
-class ScrapingConfig(_Model):
+class ScrapingConfig(StrictModel):
     """How promotion pages are fetched (the defaults suit almost everyone)."""
 
     proxy: str | None = None  # else the standard HTTP(S)_PROXY / NO_PROXY variables
@@ -293,7 +234,7 @@ class ScrapingConfig(_Model):
         return settings
 
 
-class UserConfig(_Model):
+class UserConfig(StrictModel):
     """A person who gets reminders, and their SIMs."""
 
     name: str = Field(min_length=1, max_length=64)
@@ -314,7 +255,7 @@ class UserConfig(_Model):
         return value
 
 
-class Config(_Model):
+class Config(StrictModel):
     """A whole config file, validated."""
 
     timezone: ZoneField = Field(default_factory=lambda: ZoneInfo("UTC"))
@@ -396,12 +337,6 @@ class Config(_Model):
     def sims(self) -> list[tuple[UserConfig, SimConfig]]:
         return [(user, sim) for user in self.users for sim in user.sims]
 
-    def find_sim(self, sim_id: str) -> tuple[UserConfig, SimConfig] | None:
-        for user, sim in self.sims():
-            if sim.id == sim_id:
-                return user, sim
-        return None
-
 
 def _known(names: set[str]) -> str:
     if not names:
@@ -416,44 +351,59 @@ def _known(names: set[str]) -> str:
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated config and where it came from."""
+    """A validated config with what is built from it, and where it came from.
+
+    The catalogue (built-in operators with the config's ``operators:`` merged over
+    them) and the channels are built and checked with the config, so a config that
+    loads is usable as a whole, and a reload swaps all of them or none.
+    """
 
     path: Path
     config: Config
-    mtime_ns: int
+    catalogue: Catalogue
+    channels: Channels
+    mtime_ns: int = 0
+    digest: str = ""  # SHA-256 of the file's bytes: tells one version from another
+
+    def admin_targets(self) -> list[str]:
+        """The delivery targets of the ``admin`` channels."""
+        return [t for name in self.config.admin for t in self.channels.targets(name)]
 
 
-def default_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$WATCHER_CONFIG``, else ``./watcher.yaml``."""
-    env = os.environ if env is None else env
-    return Path(env.get("WATCHER_CONFIG") or "watcher.yaml")
+def read_config_file(path: Path | str) -> tuple[bytes, int]:
+    """The file's bytes and modification time; a file that cannot be read is a ConfigError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(path), "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), "", f"cannot read: {exc.strerror}")]) from None
+    return data, stat.st_mtime_ns
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, substitute and validate a config file; raise ConfigError listing every issue."""
-    path = Path(path)
-    env = os.environ if env is None else env
-    file = str(path)
-    try:
-        raw_bytes = path.read_bytes()
-        stat = path.stat()
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(file, "", "file not found")]) from None
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(file, "", f"cannot read: {exc.strerror}")]) from None
-    return LoadedConfig(path, parse_config(raw_bytes, file, env), stat.st_mtime_ns)
+    data, mtime_ns = read_config_file(path)
+    loaded = parse_config(data, str(path), os.environ if env is None else env)
+    return replace(loaded, mtime_ns=mtime_ns)
 
 
-def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config:
-    """Validate config text; ``file`` is only used to name it in errors."""
+def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> LoadedConfig:
+    """Validate config text, with its catalogue and channels; ``file`` names it in errors."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigIssue(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
     try:
-        raw = yaml.load(text, Loader=_Loader)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(file, _yaml_position(exc), _yaml_problem(exc))]) from None
+        raise ConfigError([yaml_issue(exc, file)]) from None
     except RecursionError:
         raise ConfigError([ConfigIssue(file, "", "YAML nests too deeply")]) from None
     if raw is None:
@@ -475,9 +425,11 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        issues = _issues_from(exc, file) + issues
+        issues = issues_from(exc, file) + issues
     except RecursionError:
         issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
+    catalogue, catalogue_issues = _catalogue(raw.get("operators"), file)
+    issues += catalogue_issues
     entries = raw.get("sources")
     profiles, source_issues = _source_profiles(entries if isinstance(entries, list) else [], file)
     issues += source_issues
@@ -485,10 +437,33 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Config
         ConfigIssue(file, path, problem)
         for path, problem in _subscription_references(raw.get("users"), profiles)
     ]
-    if issues or config is None:
+    if issues or config is None or catalogue is None:
         raise ConfigError(issues)
     config._profiles = profiles
-    return config
+    return LoadedConfig(
+        Path(file),
+        config,
+        catalogue,
+        Channels(config.channels),
+        digest=digest_of(data if isinstance(data, bytes) else data.encode("utf-8")),
+    )
+
+
+def _catalogue(operators: object, file: str) -> tuple[Catalogue | None, list[ConfigIssue]]:
+    """The built-in catalogue with the config's ``operators:`` merged over it, or its issues.
+
+    Problems of the section's own shape are left to the Config model, which reports
+    them with the rest; what only shows once merged (a text quoting an unverified
+    code) is reported here.
+    """
+    try:
+        overrides = parse_overrides(operators if isinstance(operators, dict) else None, source=file)
+    except ConfigError:
+        return None, []
+    try:
+        return load_catalogue(overrides, source=file), []
+    except ConfigError as exc:
+        return None, exc.issues
 
 
 def _source_profiles(entries: list[Any], file: str) -> tuple[dict[str, Profile], list[ConfigIssue]]:
@@ -609,7 +584,7 @@ def _substitute(
 ) -> Any:
     if isinstance(value, str):
 
-        def replace(match: re.Match[str]) -> str:
+        def fill(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
                 return env[name]
@@ -622,62 +597,9 @@ def _substitute(
             )
             return ""
 
-        return _ENV_REF.sub(replace, value)
+        return _ENV_REF.sub(fill, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, _join_key(path, k), env, file, issues) for k, v in value.items()}
+        return {k: _substitute(v, join_key(path, k), env, file, issues) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}[{i}]", env, file, issues) for i, v in enumerate(value)]
     return value
-
-
-def _issues_from(exc: ValidationError, file: str) -> list[ConfigIssue]:
-    issues = []
-    for error in exc.errors(include_url=False, include_input=False):
-        path = _format_loc(error["loc"])
-        message = str(error["msg"])
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling)"
-        elif error["type"] == "missing":
-            message = "required setting is missing"
-        # A model validator reports several "path: problem" lines at once.
-        for line in message.splitlines():
-            sub_path, sep, sub_message = line.partition(": ")
-            if sep and not path and re.match(r"^[\w.\[\]-]+$", sub_path):
-                issues.append(ConfigIssue(file, sub_path, sub_message))
-            else:
-                issues.append(ConfigIssue(file, path, line))
-    return issues
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith("function-") or str(part) in ("list[str]", "str"):
-            continue  # pydantic's names for union members / validators, not config keys
-        else:
-            out = _join_key(out, part)
-    return out
-
-
-def _join_key(path: str, key: object) -> str:
-    """``path.key``, or ``path["odd key"]`` when the key is not a plain word (keeps one line)."""
-    text = str(key)
-    if re.fullmatch(r"[\w-]+", text):
-        return f"{path}.{text}" if path else text
-    return f"{path}[{json.dumps(text, ensure_ascii=False)}]"
-
-
-def _yaml_position(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return ""
-    return f"line {mark.line + 1}, column {mark.column + 1}"
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None)
-    return f"invalid YAML: {problem}" if problem else "invalid YAML"

@@ -9,33 +9,29 @@ is retried with exponential backoff and jitter (1 min doubling to a 6 h cap); af
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
-import uuid
-from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import apprise
-from apprise.decorators import notify as apprise_notification
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from watcher import outbox
 from watcher.catalogue import Catalogue
+from watcher.channels import SendResult
 from watcher.clock import Clock
-from watcher.config import CONSOLE_URL, QuietHours
+from watcher.config import LoadedConfig
 from watcher.db.engine import Database
 from watcher.db.models import OutboxRow, SimRow, UserRow
-from watcher.masking import mask_phone, mask_url, scrub, url_secrets
+from watcher.masking import mask_phone
 from watcher.messages import Message, ReminderFacts, render_dead_letter, render_reminder
-from watcher.outbox import NewMessage, enqueue
-from watcher.schedule import release_time
+from watcher.outbox import Kind
+from watcher.quiet import QuietHours, release_time
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +39,6 @@ FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(hours=6)
 GIVE_UP_AFTER = timedelta(hours=48)
 BATCH = 200
-# A claimed row is left alone by other senders for this long; claims of a sender
-# that died on this host are released at once by the next start (release_claims).
-CLAIM_LEASE = timedelta(minutes=5)
-
-
-# Tells this process from an earlier one with the same pid (a restarted container's
-# daemon is pid 1 every time).
-_RUN_TOKEN = uuid.uuid4().hex[:8]
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_RUN_TOKEN}"
-
-
-@apprise_notification(on="console", name="SIM Watcher console")  # type: ignore[untyped-decorator,no-untyped-call]
-def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
-    """The built-in ``console://`` channel: print to standard output."""
-    print(f"== {title} ==\n{body}\n", flush=True)
-    return True
 
 
 def retry_delay(attempts: int, rng: random.Random) -> timedelta:
@@ -69,70 +46,6 @@ def retry_delay(attempts: int, rng: random.Random) -> timedelta:
     base: timedelta = min(FIRST_RETRY * 2 ** min(attempts - 1, 20), MAX_RETRY)
     jittered: timedelta = base * rng.uniform(0.8, 1.2)
     return min(jittered, MAX_RETRY)
-
-
-# async_mode=False: we run the workers. service_timeout=0: with a service timeout,
-# Apprise runs every send in its shared thread pool (min(32, cores + 4) threads, 6 on
-# two cores), which would cap our workers at that many and add a thread hand-off to
-# each message. A send stays bounded by its plugin's own socket timeouts (4 s connect
-# and read for HTTP services, 15 s for SMTP).
-_ASSET = apprise.AppriseAsset(async_mode=False, service_timeout=0)
-
-
-@dataclass(frozen=True)
-class SendResult:
-    ok: bool
-    error: str | None = None
-
-
-class Channels:
-    """The configured channels as delivery targets (``name``, ``name#2``...), via Apprise."""
-
-    def __init__(self, channels: Mapping[str, list[str]]) -> None:
-        self._urls: dict[str, str] = {}
-        for name, urls in channels.items():
-            for i, url in enumerate(urls):
-                self._urls[name if i == 0 else f"{name}#{i + 1}"] = url.strip()
-
-    def targets(self, name: str) -> list[str]:
-        return [t for t in self._urls if t == name or t.startswith(f"{name}#")]
-
-    def __contains__(self, target: object) -> bool:
-        return target in self._urls
-
-    def masked(self, target: str) -> str:
-        return mask_url(self._urls[target])
-
-    def send(self, target: str, message: Message) -> SendResult:
-        """Send one message to one target; never raises for a channel's failure."""
-        url = self._urls.get(target)
-        if url is None:
-            return SendResult(False, f"channel {target!r} is no longer in the config")
-        try:
-            result = self._client(url).notify(title=message.title, body=message.body)
-        except Exception as exc:  # a plugin bug must not stop the other channels
-            reason = f"{type(exc).__name__}: {exc}"
-        else:
-            try:
-                if result:
-                    return SendResult(True)
-                # Apprise keeps each attempt's own log lines on its result.
-                warnings = [
-                    entry.message
-                    for entry in result.logs()
-                    if entry.level in ("WARNING", "ERROR", "CRITICAL")
-                ]
-            finally:
-                result.close()
-            reason = warnings[-1] if warnings else "the channel did not accept the message"
-        return SendResult(False, scrub(reason, url_secrets(url))[:500])
-
-    def _client(self, url: str) -> apprise.Apprise:
-        # A fresh client per send: Apprise throttles repeated sends through one plugin
-        # instance (about 5 s apart for e-mail), which would serialise our workers.
-        client = apprise.Apprise(asset=_ASSET)
-        client.add("console://" if url == CONSOLE_URL else url)
-        return client
 
 
 @dataclass
@@ -160,25 +73,25 @@ class _Job:
 
 
 class Deliverer:
-    """Sends due outbox rows concurrently; one instance per daemon."""
+    """Sends due outbox rows concurrently; one instance per daemon.
+
+    ``loaded`` gives the channels, the catalogue and the admin targets; a reload
+    replaces it whole, and each batch uses the one in force when it was claimed.
+    """
 
     def __init__(
         self,
         database: Database,
-        channels: Channels,
-        catalogue: Catalogue,
+        loaded: LoadedConfig,
         clock: Clock,
         *,
-        admin: list[str] | None = None,
         concurrency: int = 8,
         rng: random.Random | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
         self.database = database
-        self.channels = channels
-        self.catalogue = catalogue
+        self.loaded = loaded
         self.clock = clock
-        self.admin_targets = [t for name in admin or [] for t in channels.targets(name)]
         self.concurrency = concurrency
         self.rng = rng or random.Random()
         self.stopping = stopping or threading.Event()
@@ -202,78 +115,51 @@ class Deliverer:
         report = DeliveryReport()
         self._mark_sent(None)  # marks a failed commit left queued: sent, not to resend
         while not self.stopping.is_set():
-            jobs, held = self._claim(self.clock.now())
+            loaded = self.loaded
+            jobs, held = self._claim(loaded.catalogue, self.clock.now())
             report.held += held
             if not jobs:
                 break
-            report += self._send_all(jobs)
+            report += self._send_all(jobs, loaded)
         return report
 
     # -- claiming: pick due rows, hold quiet ones, render and store the text --------
 
-    def _claim(self, now: datetime) -> tuple[list[_Job], int]:
+    def _claim(self, catalogue: Catalogue, now: datetime) -> tuple[list[_Job], int]:
         jobs: list[_Job] = []
         held = 0
         with self.database.session() as session:
-            query = (
-                select(OutboxRow)
-                .where(
-                    OutboxRow.status == "pending",
-                    OutboxRow.next_attempt_at <= now,
-                    or_(OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE),
-                )
-                .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-                .limit(BATCH)
+            # SQLite serialises writers already; PostgreSQL senders skip each other's rows.
+            rows = outbox.due_rows(
+                session, now, limit=BATCH, skip_locked=not self.database.is_sqlite
             )
-            if not self.database.is_sqlite:  # SQLite serialises writers already
-                query = query.with_for_update(skip_locked=True)
-            rows = session.scalars(query).all()
             users = _users_of(session, rows)
             for row in rows:
                 user = users.get(row.user_name or "")
-                if user is not None and row.kind != "admin":
+                if user is not None and row.kind != Kind.ADMIN:
                     release = release_time(now, _quiet(user), ZoneInfo(user.timezone))
                     if release > now:
-                        row.next_attempt_at = release
+                        outbox.hold(row, release)
                         held += 1
                         continue
                 if row.title is None or row.body is None:
-                    message = self._render(session, row, user, now)
-                    row.title, row.body = message.title, message.body
-                row.claimed_at = now
-                row.claimed_by = _owner()
-                jobs.append(_Job(row.id, row.channel, Message(row.title, row.body)))
+                    message = _render(session, catalogue, row, user, now)
+                else:
+                    message = Message(row.title, row.body)
+                outbox.claim(row, now, message.title, message.body)
+                jobs.append(_Job(row.id, row.channel, message))
         if held:
             log.info("%d messages held until quiet hours end", held)
         return jobs, held
 
-    def _render(
-        self, session: Session, row: OutboxRow, user: UserRow | None, now: datetime
-    ) -> Message:
-        sim = session.get(SimRow, row.sim_id) if row.sim_id else None
-        if sim is None or row.target is None:
-            return Message(f"SIM Watcher: {row.kind}", f"Reminder {row.dedup_key}")
-        zone = ZoneInfo(user.timezone) if user else ZoneInfo("UTC")
-        facts = ReminderFacts(
-            kind=row.kind,  # type: ignore[arg-type]
-            sim_id=sim.id,
-            label=sim.plan or sim.id,
-            masked_number=mask_phone(sim.number),
-            operator=self.catalogue.get(sim.operator),
-            target=row.target,
-            today=now.astimezone(zone).date(),
-            last_balance_check=sim.last_balance_check,
-            balance=sim.balance,
-            low_balance=sim.low_balance,
-        )
-        return render_reminder(facts, user.language if user else "en")
-
     # -- sending ------------------------------------------------------------------
 
-    def _send_all(self, jobs: list[_Job]) -> DeliveryReport:
+    def _send_all(self, jobs: list[_Job], loaded: LoadedConfig) -> DeliveryReport:
         report = DeliveryReport()
         lock = threading.Lock()
         failed = threading.Event()
+        channels = loaded.channels
+        admin_targets = loaded.admin_targets()
 
         def work(job: _Job) -> None:
             # Each worker records its own send before it takes the next one, so at most
@@ -281,7 +167,8 @@ class Deliverer:
             if self.stopping.is_set() or failed.is_set():
                 return  # left claimed: released and sent at the next start
             try:
-                self._record(job, self.channels.send(job.channel, job.message), report, lock)
+                result = channels.send(job.channel, job.message)
+                self._record(job, result, report, lock, admin_targets)
             except BaseException:
                 failed.set()  # recording fails (the database): send no more of this batch
                 raise
@@ -293,7 +180,12 @@ class Deliverer:
         return report
 
     def _record(
-        self, job: _Job, result: SendResult, report: DeliveryReport, lock: threading.Lock
+        self,
+        job: _Job,
+        result: SendResult,
+        report: DeliveryReport,
+        lock: threading.Lock,
+        admin_targets: list[str],
     ) -> None:
         if result.ok:
             self._mark_sent(job.row_id)
@@ -303,28 +195,28 @@ class Deliverer:
             return
         now = self.clock.now()
         with self._writing, self.database.session() as session:
-            row = session.get(OutboxRow, job.row_id)
-            if row is None or row.status != "pending":
+            row = outbox.record_failure(
+                session,
+                job.row_id,
+                result.error,
+                now,
+                give_up_after=GIVE_UP_AFTER,
+                retry_delay=lambda attempts: retry_delay(attempts, self.rng),
+            )
+            if row is None:
                 return
-            row.attempts += 1
-            row.claimed_at = None
-            row.claimed_by = None
-            row.first_attempt_at = row.first_attempt_at or now
-            row.last_error = result.error
-            if now - row.first_attempt_at >= GIVE_UP_AFTER:
-                row.status = "dead"
-                with lock:
+            with lock:
+                report.errors.append(f"{job.channel}: {result.error}")
+                if row.status == outbox.Status.DEAD:
                     report.dead += 1
-                    report.errors.append(f"{job.channel}: {result.error}")
+                else:
+                    report.failed += 1
+            if row.status == outbox.Status.DEAD:
                 log.error(
                     "gave up on %s #%d to %s: %s", row.kind, row.id, job.channel, result.error
                 )
-                self._report_dead(session, row, now)
+                _report_dead(session, row, admin_targets, now)
             else:
-                row.next_attempt_at = now + retry_delay(row.attempts, self.rng)
-                with lock:
-                    report.failed += 1
-                    report.errors.append(f"{job.channel}: {result.error}")
                 log.warning(
                     "sending %s #%d to %s failed (attempt %d, next at %s): %s",
                     row.kind,
@@ -352,18 +244,7 @@ class Deliverer:
                 return  # an earlier group held this row, and its commit is done
             try:
                 with self.database.engine.begin() as connection:
-                    connection.execute(
-                        update(OutboxRow)
-                        .where(OutboxRow.id.in_(batch), OutboxRow.status == "pending")
-                        .values(
-                            status="sent",
-                            sent_at=self.clock.now(),
-                            attempts=OutboxRow.attempts + 1,
-                            claimed_at=None,
-                            claimed_by=None,
-                            last_error=None,
-                        )
-                    )
+                    outbox.mark_sent(connection, batch, self.clock.now())
             except BaseException:
                 # Back in the queue: the next worker to get the lock tries them again,
                 # so no worker returns before a commit holding its row succeeded.
@@ -371,87 +252,41 @@ class Deliverer:
                     self._unmarked[:0] = batch
                 raise
 
-    def _report_dead(self, session: Session, row: OutboxRow, now: datetime) -> None:
-        if row.kind == "admin" or not self.admin_targets:
-            return  # an admin message that dies is only logged: no report loops
-        text = render_dead_letter(
-            row.channel,
-            row.title or row.kind,
-            (row.first_attempt_at or now).isoformat(timespec="minutes"),
-            row.last_error or "unknown",
-        )
-        enqueue(
-            session,
-            [
-                NewMessage(f"dead:{row.id}", target, "admin", title=text.title, body=text.body)
-                for target in self.admin_targets
-            ],
-            now,
-        )
+
+def _render(
+    session: Session, catalogue: Catalogue, row: OutboxRow, user: UserRow | None, now: datetime
+) -> Message:
+    sim = session.get(SimRow, row.sim_id) if row.sim_id else None
+    if sim is None or row.target is None:
+        return Message(f"SIM Watcher: {row.kind}", f"Reminder {row.dedup_key}")
+    zone = ZoneInfo(user.timezone) if user else ZoneInfo("UTC")
+    facts = ReminderFacts(
+        kind=row.kind,  # type: ignore[arg-type]
+        sim_id=sim.id,
+        label=sim.plan or sim.id,
+        masked_number=mask_phone(sim.number),
+        operator=catalogue.get(sim.operator),
+        target=row.target,
+        today=now.astimezone(zone).date(),
+        last_balance_check=sim.last_balance_check,
+        balance=sim.balance,
+        low_balance=sim.low_balance,
+    )
+    return render_reminder(facts, user.language if user else "en")
 
 
-def release_claims(database: Database) -> int:
-    """Free the rows held by senders on this host that are no longer running.
-
-    Their messages may or may not have gone out before the sender died; they are
-    sent again (the "at most the messages in flight" duplicates). Claims of live
-    senders (a daemon next to a ``run --once``) are left alone, and claims from
-    other hosts simply expire after CLAIM_LEASE.
-    """
-    host = socket.gethostname()
-    with database.session() as session:
-        owners = session.scalars(
-            select(OutboxRow.claimed_by)
-            .where(OutboxRow.status == "pending", OutboxRow.claimed_by.is_not(None))
-            .distinct()
-        ).all()
-        dead = [owner for owner in owners if owner and _is_dead(owner, host)]
-        if not dead:
-            return 0
-        result = session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.status == "pending", OutboxRow.claimed_by.in_(dead))
-            .values(claimed_at=None, claimed_by=None)
-        )
-        return max(cast(CursorResult[Any], result).rowcount, 0)
-
-
-def _is_dead(owner: str, host: str) -> bool:
-    owner_host, pid_text, token = [*owner.rsplit(":", 2), "", ""][:3]
-    if owner_host != host or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return token != _RUN_TOKEN
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, under another user
-    return False
-
-
-def report_to_admin(
-    database: Database,
-    admin_targets: list[str],
-    dedup_key: str,
-    message: Message,
-    now: datetime,
-) -> None:
-    """Queue a message about the daemon's own trouble for the admin channels, once per key."""
-    if not admin_targets:
-        log.error("%s (no admin channel configured)", message.title)
-        return
-    with database.session() as session:
-        enqueue(
-            session,
-            [
-                NewMessage(dedup_key, target, "admin", title=message.title, body=message.body)
-                for target in admin_targets
-            ],
-            now,
-        )
+def _report_dead(session: Session, row: OutboxRow, admin_targets: list[str], now: datetime) -> None:
+    if row.kind == Kind.ADMIN or not admin_targets:
+        return  # an admin message that dies is only logged: no report loops
+    text = render_dead_letter(
+        row.channel,
+        row.title or row.kind,
+        (row.first_attempt_at or now).isoformat(timespec="minutes"),
+        row.last_error or "unknown",
+    )
+    outbox.enqueue(
+        session, outbox.admin_messages(outbox.dead_letter_key(row.id), admin_targets, text), now
+    )
 
 
 def _users_of(session: Session, rows: Any) -> dict[str, UserRow]:
@@ -465,23 +300,3 @@ def _users_of(session: Session, rows: Any) -> dict[str, UserRow]:
 
 def _quiet(user: UserRow) -> QuietHours | None:
     return QuietHours.parse(user.quiet_hours) if user.quiet_hours else None
-
-
-def send_test(
-    channels: Channels, targets: list[str], message_for: Callable[[str], Message]
-) -> dict[str, SendResult]:
-    """Send one test message per target, directly (not through the outbox)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
-        futures = {
-            target: pool.submit(channels.send, target, message_for(target)) for target in targets
-        }
-        return {target: future.result() for target, future in futures.items()}
-
-
-def cancel_pending(session: Session, sim_id: str, kinds: tuple[str, ...], reason: str) -> None:
-    """Stop unsent reminders of a SIM (after a renewal or a balance check)."""
-    session.execute(
-        update(OutboxRow)
-        .where(OutboxRow.sim_id == sim_id, OutboxRow.status == "pending", OutboxRow.kind.in_(kinds))
-        .values(status="cancelled", last_error=reason)
-    )

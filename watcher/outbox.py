@@ -1,17 +1,166 @@
-"""Writing messages to the outbox: the only way anything gets sent."""
+"""The outbox: every message SIM Watcher sends is a row here first, and only here.
+
+This module owns the rows. Everything that reads or writes them is below: enqueueing
+(with the dedup keys that make a replay harmless), claiming due rows for a sender,
+marking them sent, recording a failure or a death, cancelling what no longer applies,
+releasing the claims of senders that died, and reporting to the admin. Delivery
+decides *when* and *how* to send; this module keeps the bookkeeping consistent.
+
+A row is unique on ``(dedup_key, channel)``: whatever queues the same message twice
+(a planner replay, two processes racing, a rerun after a crash) queues it once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Insert, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Insert,
+    Select,
+    String,
+    Table,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from watcher.db.engine import Database, dialect_insert
 from watcher.db.models import OutboxRow
+
+if TYPE_CHECKING:
+    from watcher.messages import Message
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CLAIM_LEASE",
+    "Kind",
+    "LastMessage",
+    "NewMessage",
+    "Status",
+    "admin_messages",
+    "cancel_pending",
+    "cancel_stale",
+    "claim",
+    "claim_owner",
+    "config_invalid_key",
+    "dead_letter_key",
+    "due_rows",
+    "enqueue",
+    "failing_count",
+    "hold",
+    "insert_planned",
+    "last_messages",
+    "low_balance_key",
+    "mark_sent",
+    "planned_columns",
+    "planned_offsets",
+    "promotion_key",
+    "record_failure",
+    "release_claims",
+    "reminder_key",
+    "reminder_key_sql",
+    "report_to_admin",
+    "source_event_key",
+]
+
+
+class Status(StrEnum):
+    """Where a row is in its life: pending until sent, or until it is given up."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    CANCELLED = "cancelled"  # no longer applies (renewed, superseded, SIM removed)
+    DEAD = "dead"  # failed for too long; the admin was told
+
+
+class Kind(StrEnum):
+    """What a message is about."""
+
+    EXPIRY = "expiry"
+    BALANCE = "balance"
+    IDLE = "idle"
+    LOW_BALANCE = "low_balance"
+    PROMOTION = "promotion"
+    ADMIN = "admin"
+
+
+REMINDER_KINDS = (Kind.EXPIRY, Kind.BALANCE, Kind.IDLE)
+"""The kinds the planner writes from schedule slots."""
+
+# A claimed row is left alone by other senders for this long; claims of a sender
+# that died on this host are released at once by the next start (release_claims).
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+# --- dedup keys: one builder per kind of message ----------------------------------------
+
+
+def reminder_key(sim_id: str, kind: str, target: date, offset: str) -> str:
+    """A reminder slot's message: one per (SIM, kind, target date, offset)."""
+    return f"{sim_id}:{kind}:{target.isoformat()}:{offset}"
+
+
+def reminder_key_sql(
+    sim_id: ColumnElement[Any],
+    kind: ColumnElement[Any],
+    target: ColumnElement[Any],
+    offset: ColumnElement[Any],
+) -> ColumnElement[str]:
+    """:func:`reminder_key` as SQL, for the planner's set-based INSERT."""
+    return (
+        sim_id
+        + literal(":")
+        + kind
+        + literal(":")
+        + sql_cast(target, String)
+        + literal(":")
+        + offset
+    )
+
+
+def low_balance_key(sim_id: str, day: date, amount: Decimal) -> str:
+    """A low-balance alert: once per SIM, day and amount recorded."""
+    return f"{sim_id}:low_balance:{day.isoformat()}:{amount}"
+
+
+def promotion_key(user: str, first_alert_id: int) -> str:
+    """A user's promotion message (an alert or a digest), named by its first alert."""
+    return f"promo:{user}:{first_alert_id}"
+
+
+def source_event_key(source_id: str, event: str, run: int) -> str:
+    """An admin message about a promotion source (failing, recovered...) in one run."""
+    return f"source:{source_id}:{event}:{run}"
+
+
+def dead_letter_key(row_id: int) -> str:
+    """The admin message saying that row ``row_id`` was given up."""
+    return f"dead:{row_id}"
+
+
+def config_invalid_key(version: str) -> str:
+    """The admin message about one bad version of the config file (its digest)."""
+    return f"config-invalid:{version[:16]}"
+
+
+# --- writing new messages ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -20,18 +169,13 @@ class NewMessage:
 
     dedup_key: str
     channel: str
-    kind: str
+    kind: Kind
     user_name: str | None = None
     sim_id: str | None = None
     target: date | None = None
     offset: str | None = None
     title: str | None = None
     body: str | None = None
-
-
-def dialect_insert(dialect: str) -> Any:
-    """The dialect's own INSERT, which has ON CONFLICT (SQLite and PostgreSQL only)."""
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> None:
@@ -46,14 +190,14 @@ def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> 
         {
             "dedup_key": message.dedup_key,
             "channel": message.channel,
-            "kind": message.kind,
+            "kind": str(message.kind),
             "user_name": message.user_name,
             "sim_id": message.sim_id,
             "target": message.target,
             "offset": message.offset,
             "title": message.title,
             "body": message.body,
-            "status": "pending",
+            "status": Status.PENDING.value,
             "attempts": 0,
             "created_at": now,
             "next_attempt_at": now,
@@ -63,11 +207,297 @@ def enqueue(session: Session, messages: Sequence[NewMessage], now: datetime) -> 
     session.execute(statement, values)
 
 
+def admin_messages(key: str, targets: Sequence[str], message: Message) -> list[NewMessage]:
+    """One admin message per target, all under one key."""
+    return [
+        NewMessage(key, target, Kind.ADMIN, title=message.title, body=message.body)
+        for target in targets
+    ]
+
+
+def report_to_admin(
+    database: Database, admin_targets: Sequence[str], key: str, message: Message, now: datetime
+) -> None:
+    """Queue a message about the daemon's own trouble for the admin channels, once per key."""
+    if not admin_targets:
+        log.error("%s (no admin channel configured)", message.title)
+        return
+    with database.session() as session:
+        enqueue(session, admin_messages(key, admin_targets, message), now)
+
+
+_PLANNED_COLUMNS = (
+    "dedup_key",
+    "channel",
+    "user_name",
+    "sim_id",
+    "kind",
+    "target",
+    "offset",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+)
+
+
+def planned_columns(due: Any, channel: Any, now: Any) -> list[Any]:
+    """The columns of a pending reminder row, for a SELECT feeding :func:`insert_planned`.
+
+    ``due`` has the columns sim_id, kind, target, offset and user_name (a subquery's
+    ``.c``); ``channel`` is the channel column joined to it; ``now`` a bound parameter.
+    """
+    return [
+        reminder_key_sql(due.sim_id, due.kind, due.target, due.offset),
+        channel,
+        due.user_name,
+        due.sim_id,
+        due.kind,
+        due.target,
+        due.offset,
+        literal(Status.PENDING.value),
+        literal(0),
+        now,
+        now,
+    ]
+
+
+def insert_planned(dialect: str, rows: Select[Any]) -> Insert:
+    """INSERT the rows a SELECT of :func:`planned_columns` gives; replays add nothing."""
+    # Core table, not the ORM entity: the session would take ``{now: ...}`` for an ORM
+    # bulk insert's rows.
+    table = cast(Table, OutboxRow.__table__)
+    statement: Insert = (
+        dialect_insert(dialect)(table)
+        .from_select(list(_PLANNED_COLUMNS), rows)
+        .on_conflict_do_nothing()
+    )
+    return statement
+
+
+# --- claiming and recording -------------------------------------------------------------
+
+# Tells this process from an earlier one with the same pid (a restarted container's
+# daemon is pid 1 every time).
+_RUN_TOKEN = uuid.uuid4().hex[:8]
+
+
+def claim_owner() -> str:
+    """Who claims rows: ``host:pid:run``, so a later start can tell dead senders' claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_RUN_TOKEN}"
+
+
+def due_rows(
+    session: Session, now: datetime, *, limit: int, skip_locked: bool
+) -> Sequence[OutboxRow]:
+    """Pending rows due at ``now`` and not claimed by a live sender, oldest first.
+
+    ``skip_locked`` (PostgreSQL) lets concurrent senders each take different rows.
+    """
+    query = (
+        select(OutboxRow)
+        .where(
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.next_attempt_at <= now,
+            or_(OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE),
+        )
+        .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).all()
+
+
+def hold(row: OutboxRow, until: datetime) -> None:
+    """Leave a due row for later (quiet hours) without counting an attempt."""
+    row.next_attempt_at = until
+
+
+def claim(row: OutboxRow, now: datetime, title: str, body: str) -> None:
+    """Take a row for sending by this process, with its text rendered and kept."""
+    row.title, row.body = title, body
+    row.claimed_at = now
+    row.claimed_by = claim_owner()
+
+
+def mark_sent(connection: Connection, row_ids: Sequence[int], now: datetime) -> None:
+    """Mark rows sent, in one statement; rows no longer pending are left as they are."""
+    connection.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(row_ids), OutboxRow.status == Status.PENDING)
+        .values(
+            status=Status.SENT.value,
+            sent_at=now,
+            attempts=OutboxRow.attempts + 1,
+            claimed_at=None,
+            claimed_by=None,
+            last_error=None,
+        )
+    )
+
+
+def record_failure(
+    session: Session,
+    row_id: int,
+    error: str | None,
+    now: datetime,
+    *,
+    give_up_after: timedelta,
+    retry_delay: Callable[[int], timedelta],
+) -> OutboxRow | None:
+    """Count a failed attempt: retry after ``retry_delay(attempts)``, or mark the row dead.
+
+    A row is dead once its first attempt is ``give_up_after`` old. Returns the row, or
+    None if it is no longer pending (cancelled or sent meanwhile).
+    """
+    row = session.get(OutboxRow, row_id)
+    if row is None or row.status != Status.PENDING:
+        return None
+    row.attempts += 1
+    row.claimed_at = None
+    row.claimed_by = None
+    row.first_attempt_at = row.first_attempt_at or now
+    row.last_error = error
+    if now - row.first_attempt_at >= give_up_after:
+        row.status = Status.DEAD.value
+    else:
+        row.next_attempt_at = now + retry_delay(row.attempts)
+    return row
+
+
+def release_claims(database: Database) -> int:
+    """Free the rows held by senders on this host that are no longer running.
+
+    Their messages may or may not have gone out before the sender died; they are
+    sent again (the "at most the messages in flight" duplicates). Claims of live
+    senders (a daemon next to a ``run --once``) are left alone, and claims from
+    other hosts simply expire after CLAIM_LEASE.
+    """
+    host = socket.gethostname()
+    with database.session() as session:
+        owners = session.scalars(
+            select(OutboxRow.claimed_by)
+            .where(OutboxRow.status == Status.PENDING, OutboxRow.claimed_by.is_not(None))
+            .distinct()
+        ).all()
+        dead = [owner for owner in owners if owner and _is_dead(owner, host)]
+        if not dead:
+            return 0
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.status == Status.PENDING, OutboxRow.claimed_by.in_(dead))
+            .values(claimed_at=None, claimed_by=None)
+        )
+        return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def _is_dead(owner: str, host: str) -> bool:
+    owner_host, pid_text, token = [*owner.rsplit(":", 2), "", ""][:3]
+    if owner_host != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return token != _RUN_TOKEN
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+# --- cancelling what no longer applies ---------------------------------------------------
+
+
+def cancel_pending(
+    session: Session, sim_id: str, reason: str, kinds: Sequence[str] | None = None
+) -> None:
+    """Stop a SIM's unsent messages (of ``kinds``, else all): renewed, checked, removed."""
+    statement = update(OutboxRow).where(
+        OutboxRow.sim_id == sim_id, OutboxRow.status == Status.PENDING
+    )
+    if kinds is not None:
+        statement = statement.where(OutboxRow.kind.in_(kinds))
+    session.execute(statement.values(status=Status.CANCELLED.value, last_error=reason))
+
+
+def cancel_stale(session: Session, sim_id: str, current: set[tuple[str, date]]) -> None:
+    """Cancel a SIM's pending reminders whose (kind, target) is not in ``current``."""
+    pending = session.execute(
+        select(OutboxRow.id, OutboxRow.kind, OutboxRow.target).where(
+            OutboxRow.sim_id == sim_id,
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.kind.in_(REMINDER_KINDS),
+        )
+    ).all()
+    stale = [row_id for row_id, kind, target in pending if (kind, target) not in current]
+    if stale:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(stale))
+            .values(
+                status=Status.CANCELLED.value,
+                last_error="superseded: the date it reminded of changed",
+            )
+        )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def planned_offsets(session: Session, sim_id: str) -> set[tuple[str, date, str]]:
+    """The (kind, target, offset) reminders already queued for a SIM, sent or not."""
+    return {
+        (kind, target, offset)
+        for kind, target, offset in session.execute(
+            select(OutboxRow.kind, OutboxRow.target, OutboxRow.offset).where(
+                OutboxRow.sim_id == sim_id, OutboxRow.kind.in_(REMINDER_KINDS)
+            )
+        )
+        if target is not None and offset is not None
+    }
+
+
 def failing_count(session: Session) -> int:
     """Messages still waiting after at least one failed attempt."""
     query = (
         select(func.count())
         .select_from(OutboxRow)
-        .where(OutboxRow.status == "pending", OutboxRow.attempts > 0)
+        .where(OutboxRow.status == Status.PENDING, OutboxRow.attempts > 0)
     )
     return session.scalar(query) or 0
+
+
+@dataclass(frozen=True)
+class LastMessage:
+    """The latest message queued for a SIM, for ``watcher status``."""
+
+    kind: str
+    status: str
+    at: datetime  # when it was sent, else when it was queued (UTC)
+
+
+def last_messages(session: Session) -> dict[str, LastMessage]:
+    """The latest message of each SIM that has one."""
+    latest = (
+        select(func.max(OutboxRow.id))
+        .where(OutboxRow.sim_id.is_not(None))
+        .group_by(OutboxRow.sim_id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            OutboxRow.sim_id,
+            OutboxRow.kind,
+            OutboxRow.status,
+            OutboxRow.sent_at,
+            OutboxRow.created_at,
+        ).where(OutboxRow.id.in_(latest))
+    )
+    return {
+        row.sim_id: LastMessage(row.kind, row.status, row.sent_at or row.created_at)
+        for row in rows
+        if row.sim_id is not None
+    }

@@ -1,6 +1,6 @@
 """Storage: typed SQLAlchemy models, engine set-up and Alembic migrations."""
 
-from watcher.db.engine import Database, default_database_url, open_database
+from watcher.db.engine import Database, default_database_url, dialect_insert, open_database
 from watcher.db.models import (
     Base,
     Event,
@@ -29,5 +29,6 @@ __all__ = [
     "UserChannel",
     "UserRow",
     "default_database_url",
+    "dialect_insert",
     "open_database",
 ]

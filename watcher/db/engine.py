@@ -12,6 +12,7 @@ from typing import Any
 
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import (
     ArgumentError,
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _LOCK_KEY = 0x5157_4154  # PostgreSQL advisory lock taken while migrating ("SWAT")
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's own INSERT, which has ON CONFLICT (SQLite and PostgreSQL only)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def default_database_url(env: Mapping[str, str] | None = None) -> str:

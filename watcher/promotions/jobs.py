@@ -32,8 +32,8 @@ from scrapers import (
 )
 from watcher.db.engine import Database
 from watcher.db.models import SourceRow
-from watcher.promotion_alerts import Audience, match, report_source_events
-from watcher.promotion_store import load_state, save_outcome
+from watcher.promotions.alerts import Audience, match, report_source_events
+from watcher.promotions.store import load_state, save_outcome
 
 log = logging.getLogger(__name__)
 

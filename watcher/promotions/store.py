@@ -27,11 +27,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from scrapers import Change, Known, Outcome, Promotion, SourceState, Validators
@@ -39,7 +39,15 @@ from watcher.db.models import PromotionChangeRow, PromotionRow, SourceRow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["key_hash", "list_promotions", "load_state", "promotion_history", "save_outcome"]
+__all__ = [
+    "SourceHealth",
+    "key_hash",
+    "list_promotions",
+    "load_state",
+    "promotion_history",
+    "save_outcome",
+    "source_health",
+]
 
 # (digits, places) of the Numeric columns; see PromotionRow.
 _PRICE = (14, 2)
@@ -267,6 +275,38 @@ def list_promotions(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """How a source's scrapes went, for ``watcher sources``."""
+
+    last_success_at: datetime | None
+    next_fetch_at: datetime | None
+    failures: int
+    last_error: str | None
+    active_promotions: int
+
+
+def source_health(session: Session) -> dict[str, SourceHealth]:
+    """Every source ever scraped, by id."""
+    counts = dict(
+        session.execute(
+            select(PromotionRow.source_id, func.count())
+            .where(PromotionRow.ended.is_(False))
+            .group_by(PromotionRow.source_id)
+        ).all()
+    )
+    return {
+        row.id: SourceHealth(
+            last_success_at=row.last_success_at,
+            next_fetch_at=row.next_fetch_at,
+            failures=row.failures,
+            last_error=row.last_error,
+            active_promotions=counts.get(row.id, 0),
+        )
+        for row in session.scalars(select(SourceRow))
+    }
 
 
 def promotion_history(

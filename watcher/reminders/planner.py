@@ -1,6 +1,6 @@
 """Planning: turn due schedule slots into outbox rows, in two set-based statements.
 
-The rule is :func:`watcher.schedule.select_due`: for each (SIM, kind, target) only
+The rule is :func:`watcher.reminders.rules.select_due`: for each (SIM, kind, target) only
 the most urgent due slot becomes a message; older due slots of the same target are
 superseded. Only slots written under the SIM's current ``schedule_key`` count (the
 others belong to dates since changed). Then every due slot is deleted, a range of
@@ -21,41 +21,24 @@ from sqlalchemy import (
     CursorResult,
     Executable,
     Select,
-    String,
     Table,
     and_,
     bindparam,
     delete,
     false,
     func,
-    literal,
     select,
     text,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from watcher.db.models import OutboxRow, ScheduleRow, SimRow, UserChannel
-from watcher.outbox import dialect_insert
+from watcher.outbox import insert_planned, planned_columns
 
 log = logging.getLogger(__name__)
 
 
-_OUTBOX = cast(Table, OutboxRow.__table__)
 _SCHEDULE = cast(Table, ScheduleRow.__table__)
-_COLUMNS = [
-    "dedup_key",
-    "channel",
-    "user_name",
-    "sim_id",
-    "kind",
-    "target",
-    "offset",
-    "status",
-    "attempts",
-    "created_at",
-    "next_attempt_at",
-]
 
 
 # Two slots of one target are due at the same wall time on different local days, so
@@ -105,14 +88,9 @@ def _statements(dialect: str) -> _Statements:
         .where(slot.due_at <= now)
         .subquery("due")
     )
-    insert = dialect_insert(dialect)
-    # Core tables, not ORM entities: the session would take ``{now: ...}`` for an ORM
-    # bulk insert's rows.
     return _Statements(
-        plan_backlog=insert(_OUTBOX).from_select(_COLUMNS, backlog).on_conflict_do_nothing(),
-        plan_recent=insert(_OUTBOX)
-        .from_select(_COLUMNS, _outbox_rows(recent.c, now))
-        .on_conflict_do_nothing(),
+        plan_backlog=insert_planned(dialect, backlog),
+        plan_recent=insert_planned(dialect, _outbox_rows(recent.c, now)),
         # Planned, superseded and stale slots leave the schedule; the outbox is the record.
         done=delete(_SCHEDULE).where(_SCHEDULE.c.due_at <= now),
         lock=delete(_SCHEDULE).where(false()),
@@ -121,28 +99,9 @@ def _statements(dialect: str) -> _Statements:
 
 def _outbox_rows(due: Any, now: Any) -> Select[Any]:
     """One outbox row per (due slot, channel of its user)."""
-    dedup_key = (
-        due.sim_id
-        + literal(":")
-        + due.kind
-        + literal(":")
-        + sql_cast(due.target, String)
-        + literal(":")
-        + due.offset
+    return select(*planned_columns(due, UserChannel.channel, now)).join(
+        UserChannel, UserChannel.user_name == due.user_name
     )
-    return select(
-        dedup_key,
-        UserChannel.channel,
-        due.user_name,
-        due.sim_id,
-        due.kind,
-        due.target,
-        due.offset,
-        literal("pending"),
-        literal(0),
-        now,
-        now,
-    ).join(UserChannel, UserChannel.user_name == due.user_name)
 
 
 def plan_due(session: Session, now: datetime) -> int:

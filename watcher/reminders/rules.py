@@ -1,9 +1,12 @@
 """What is due when: pure functions over plain data, no database and no clock.
 
 A SIM yields *slots*: (kind, target date, offset) due at ``remind_at`` local time on
-``target ± offset``. The planner materialises slots in the database and picks the
-due ones with SQL; :func:`select_due` is the same rule in Python, the specification
-the SQL is tested against.
+``target ± offset``. The slot store (:mod:`watcher.reminders.slots`) writes them to the
+database and the planner picks the due ones with SQL; :func:`select_due` is the same
+rule in Python, the specification the SQL is tested against.
+
+Importing this module pulls in no pydantic, SQLAlchemy or HTTP library: only the
+standard library and SIM Watcher's plain value types.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from watcher.config import QuietHours
+from watcher.clock import local_instant
 from watcher.durations import Duration
 
 Kind = Literal["expiry", "balance", "idle"]
@@ -67,15 +70,6 @@ class Slot:
     @property
     def group(self) -> tuple[str, date]:
         return (self.kind, self.target)
-
-
-def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """``at`` o'clock on ``day`` in ``zone``, as UTC.
-
-    A wall time skipped by a DST jump resolves forward (fold=0 gives the pre-jump
-    offset, which lands after the gap), so a reminder is never lost to a jump.
-    """
-    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
 def offset_label(offset: Duration, sign: int) -> str:
@@ -165,24 +159,6 @@ def not_yet_planned(slots: Iterable[Slot], planned: set[tuple[str, date, str]]) 
         if (slot.kind, slot.target, slot.offset) in planned:
             cutoff[slot.group] = max(slot.due_at, cutoff.get(slot.group, slot.due_at))
     return [slot for slot in slots if slot.group not in cutoff or slot.due_at > cutoff[slot.group]]
-
-
-def release_time(instant: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime:
-    """When a message due at ``instant`` may go out: the end of quiet hours if inside them."""
-    if quiet is None:
-        return instant
-    local = instant.astimezone(zone)
-    now_t = local.time().replace(tzinfo=None)
-    start, end = quiet.start, quiet.end
-    if start < end:
-        inside = start <= now_t < end
-        end_day = local.date()
-    else:  # crosses midnight, e.g. 22:00-08:00
-        inside = now_t >= start or now_t < end
-        end_day = local.date() + timedelta(days=1) if now_t >= start else local.date()
-    if not inside:
-        return instant
-    return max(instant, local_instant(end_day, end, zone))
 
 
 def renewed_expiry(

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from watcher import outbox
 from watcher.db.models import Event, SimRow, UserChannel, UserRow
-from watcher.delivery import cancel_pending
 from watcher.durations import Duration
 from watcher.errors import UsageError
-from watcher.outbox import NewMessage, enqueue
-from watcher.schedule import renewed_expiry
-from watcher.sync import reschedule
+from watcher.outbox import Kind, NewMessage
+from watcher.reminders.rules import renewed_expiry
+from watcher.reminders.slots import reschedule
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def record_renewal(
     sim.expires = new
     sim.last_paid_activity = today
     session.add(Event(sim_id=sim.id, at=now, kind="renew", detail=f"expires {old} -> {new}"))
-    cancel_pending(session, sim.id, ("expiry", "idle"), "renewed")
+    outbox.cancel_pending(session, sim.id, "renewed", kinds=(Kind.EXPIRY, Kind.IDLE))
     reschedule(session, sim, user)
     return Renewal(sim.id, old, new, today)
 
@@ -95,21 +95,21 @@ def record_balance(
     sim.balance = amount
     sim.last_balance_check = today
     session.add(Event(sim_id=sim.id, at=now, kind="balance", detail=str(amount)))
-    cancel_pending(session, sim.id, ("balance",), "balance checked")
+    outbox.cancel_pending(session, sim.id, "balance checked", kinds=(Kind.BALANCE,))
     reschedule(session, sim, user)
     check = BalanceCheck(sim.id, amount, today, sim.low_balance)
     if check.low:
         targets = session.scalars(
             select(UserChannel.channel).where(UserChannel.user_name == user.name)
         ).all()
-        template = f"{sim.id}:low_balance:{today}:{amount}"
-        enqueue(
+        key = outbox.low_balance_key(sim.id, today, amount)
+        outbox.enqueue(
             session,
             [
                 NewMessage(
-                    template,
+                    key,
                     target,
-                    "low_balance",
+                    Kind.LOW_BALANCE,
                     user_name=user.name,
                     sim_id=sim.id,
                     target=sim.expires or today,

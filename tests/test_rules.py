@@ -5,14 +5,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from watcher.config import QuietHours
+from watcher.clock import local_instant
 from watcher.durations import Duration
-from watcher.schedule import (
+from watcher.quiet import QuietHours, release_time
+from watcher.reminders.rules import (
     SimDates,
     Slot,
-    local_instant,
     not_yet_planned,
-    release_time,
     renewed_expiry,
     select_due,
     slots_for,

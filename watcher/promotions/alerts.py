@@ -28,12 +28,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scrapers import AdminEvent, Change, matches
-from watcher.catalogue import Catalogue
-from watcher.config import Config
+from watcher import outbox
+from watcher.clock import local_instant
+from watcher.config import LoadedConfig
+from watcher.db.engine import dialect_insert
 from watcher.db.models import PromotionAlertRow, PromotionChangeRow, PromotionRow, SourceRow
 from watcher.messages import Message, PromotionItem, render_promotions
-from watcher.outbox import NewMessage, dialect_insert, enqueue
-from watcher.schedule import local_instant
+from watcher.outbox import Kind, NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,9 @@ class Audience:
     source_names: Mapping[str, str] | None = None  # source id -> how messages name it
 
 
-def audience_of(
-    config: Config,
-    targets_of: Mapping[str, Sequence[str]],
-    admin: Sequence[str],
-    catalogue: Catalogue,
-) -> Audience:
-    """The subscriptions in ``config``; ``targets_of`` maps a channel name to its targets."""
+def audience_of(loaded: LoadedConfig) -> Audience:
+    """The subscriptions in the config, with their delivery targets."""
+    config, catalogue, channels = loaded.config, loaded.catalogue, loaded.channels
     subscriptions = []
     for user in config.users:
         prefs = user.promotions
@@ -99,14 +96,14 @@ def audience_of(
                 language=user.language,
                 zone=config.user_timezone(user),
                 remind_at=config.user_remind_at(user),
-                targets=tuple(t for name in user.notify for t in targets_of.get(name, ())),
+                targets=tuple(t for name in user.notify for t in channels.targets(name)),
             )
         )
     names = {
         pid: catalogue.get(profile.source.operator).name if profile.source.operator else pid
         for pid, profile in config.source_profiles().items()
     }
-    return Audience(tuple(subscriptions), tuple(admin), names)
+    return Audience(tuple(subscriptions), tuple(loaded.admin_targets()), names)
 
 
 def match(
@@ -209,8 +206,8 @@ def flush(session: Session, audience: Audience, now: datetime) -> int:
             items, subscription.language, digest=subscription.digest != "immediate"
         )
         ids = [alert_id for alert_id, *_ in pending]
-        key = f"promo:{subscription.user}:{ids[0]}"
-        enqueue(session, _messages(key, subscription, message), now)
+        key = outbox.promotion_key(subscription.user, ids[0])
+        outbox.enqueue(session, _messages(key, subscription, message), now)
         session.execute(
             update(PromotionAlertRow)
             .where(PromotionAlertRow.id.in_(ids), PromotionAlertRow.message_key.is_(None))
@@ -235,15 +232,8 @@ def report_source_events(
         if not audience.admin_targets:
             log.error("%s (no admin channel configured): %s", message.title, event.message)
             continue
-        key = f"source:{event.source_id}:{event.kind}:{run}"
-        enqueue(
-            session,
-            [
-                NewMessage(key, target, "admin", title=message.title, body=message.body)
-                for target in audience.admin_targets
-            ],
-            now,
-        )
+        key = outbox.source_event_key(event.source_id, event.kind, run)
+        outbox.enqueue(session, outbox.admin_messages(key, audience.admin_targets, message), now)
 
 
 _ADMIN_TITLES = {
@@ -271,7 +261,7 @@ def _messages(key: str, subscription: Subscription, message: Message) -> list[Ne
         NewMessage(
             key,
             target,
-            "promotion",
+            Kind.PROMOTION,
             user_name=subscription.user,
             title=message.title,
             body=message.body,
