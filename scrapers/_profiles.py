@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from scrapers._errors import ExtractError
-from scrapers._extract import check_selector, parse_field_spec, parse_json_path
+from scrapers._html import check_selector, parse_field_spec
+from scrapers._json import parse_json_path
 from scrapers._models import FIELD_NAMES, Source, SourceKind
 
 __all__ = [
