@@ -27,6 +27,7 @@ from scrapers._errors import (
     FetchStatus,
     FetchTimeout,
     FetchTooLarge,
+    ProfileError,
     ScraperError,
 )
 from scrapers._extract import extract
@@ -46,7 +47,6 @@ from scrapers._profiles import (
     DEFAULT_EVERY,
     MIN_EVERY,
     Profile,
-    ProfileError,
     load_profiles,
     parse_every,
     profile_from_dict,
