@@ -6,6 +6,7 @@ database and reads no clock: fetching (:class:`Fetcher`), extraction
 detection (:func:`observe`) are all usable on their own.
 """
 
+from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
     AdminEvent,
@@ -26,10 +27,13 @@ from scrapers._errors import (
     FetchStatus,
     FetchTimeout,
     FetchTooLarge,
+    ProfileError,
     ScraperError,
 )
-from scrapers._extract import MAX_DEPTH, canonical_link, extract, safe_link, title_key
+from scrapers._extract import extract
 from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
+from scrapers._html import MAX_DEPTH
+from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
 from scrapers._parse import (
     RECENT_PAST,
@@ -43,7 +47,6 @@ from scrapers._profiles import (
     DEFAULT_EVERY,
     MIN_EVERY,
     Profile,
-    ProfileError,
     load_profiles,
     parse_every,
     profile_from_dict,

@@ -8,10 +8,12 @@
     │   ├── FetchRedirect   -- too many redirects, a loop, a redirect off http(s)
     │   │                      or from a public address to a private one
     │   └── FetchForbidden  -- robots.txt disallows the URL
-    └── ExtractError        -- the page was fetched but could not be read as configured
+    ├── ExtractError        -- the page was fetched but could not be read as configured
+    └── ProfileError        -- a source profile is malformed (found while loading
+                               profiles, so never a source's error state)
 
-Lower-level errors (httpx, json, selectolax) are translated at the boundary, so the
-daemon never sees a library's exception type.
+Lower-level errors (httpx, json, selectolax, yaml) are translated at the boundary, so
+the daemon never sees a library's exception type.
 """
 
 from __future__ import annotations
@@ -55,3 +57,7 @@ class FetchForbidden(FetchError):
 
 class ExtractError(ScraperError):
     """The page could not be read as the source describes (bad selector, bad JSON path...)."""
+
+
+class ProfileError(ScraperError):
+    """A source profile is malformed; the message names the file, entry and field."""

@@ -409,17 +409,11 @@ class Fetcher:
         self._crawl_delay: dict[str, float] = {}
         self._robots: dict[tuple[str, str], _Robots] = {}
         self._robots_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._requests = 0
         self._bytes = 0
 
     @property
     def settings(self) -> FetchSettings:
         return self._settings
-
-    @property
-    def requests_sent(self) -> int:
-        """HTTP requests made so far, robots.txt and retries included."""
-        return self._requests
 
     @property
     def bytes_received(self) -> int:
@@ -604,7 +598,6 @@ class Fetcher:
         started = self._monotonic()
         received = [0]
         outcome = "error"
-        self._requests += 1
         request = self._client.build_request("GET", url, headers=headers, timeout=self._timeout)
         log.debug("GET %s headers=%s", _where(url), sorted(headers))
         try:

@@ -5,8 +5,9 @@ its parts nobody has checked against the live site. :func:`load_profiles` reads 
 built-in file (or another one); :func:`profile_from_dict` validates one entry, so the
 daemon can hold users' ``sources:`` to the same rules.
 
-Every problem raises :class:`ProfileError` (a ValueError) naming the file, the entry and
-the field: ``profiles.yaml: kcell-promo.fields: unknown field 'titel'; use title, ...``.
+Every problem raises :class:`~scrapers._errors.ProfileError` (a ScraperError) naming the
+file, the entry and the field:
+``profiles.yaml: kcell-promo.fields: unknown field 'titel'; use title, ...``.
 Unknown keys are errors, not ignored: a typo must not silently disable a selector.
 """
 
@@ -22,8 +23,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from scrapers._errors import ExtractError
-from scrapers._extract import check_selector, parse_field_spec, parse_json_path
+from scrapers._errors import ExtractError, ProfileError
+from scrapers._html import check_selector, parse_field_spec
+from scrapers._json import parse_json_path
 from scrapers._models import FIELD_NAMES, Source, SourceKind
 
 __all__ = [
@@ -31,7 +33,6 @@ __all__ = [
     "DEFAULT_EVERY",
     "MIN_EVERY",
     "Profile",
-    "ProfileError",
     "load_profiles",
     "parse_every",
     "profile_from_dict",
@@ -47,10 +48,6 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EVERY = re.compile(r"^(?:\d{1,6}[smhdw])+$")
 _EVERY_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class ProfileError(ValueError):
-    """A source profile is malformed; the message names the file, entry and field."""
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scrapers._build import title_key
 from scrapers._errors import ExtractError
-from scrapers._extract import MAX_DEPTH, canonical_link, check_depth, extract, safe_link, title_key
+from scrapers._extract import extract
+from scrapers._html import MAX_DEPTH, check_depth
+from scrapers._links import canonical_link, safe_link
 from scrapers._models import Promotion, Source
 from scrapers._profiles import load_profiles
 

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from scrapers._errors import ProfileError, ScraperError
 from scrapers._profiles import (
     BUILTIN_PROFILES,
     DEFAULT_EVERY,
     MIN_EVERY,
     Profile,
-    ProfileError,
     load_profiles,
     parse_every,
     profile_from_dict,
@@ -171,8 +171,9 @@ def test_invalid_entries_name_the_file_the_profile_and_the_field(
         profile_from_dict(entry, "sources.yaml")
 
 
-def test_a_profile_error_is_a_value_error() -> None:
-    assert issubclass(ProfileError, ValueError)
+def test_a_profile_error_is_a_scraper_error_not_a_value_error() -> None:
+    assert issubclass(ProfileError, ScraperError)
+    assert not issubclass(ProfileError, ValueError)
 
 
 @pytest.mark.parametrize(

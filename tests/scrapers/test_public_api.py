@@ -16,8 +16,9 @@ def test_all_lists_every_public_name_of_the_private_modules() -> None:
         if path.name == "__init__.py":
             continue
         module = importlib.import_module(f"scrapers.{path.stem}")
-        public = set(getattr(module, "__all__", ()))
-        if not public:
+        if hasattr(module, "__all__"):
+            public = set(module.__all__)  # as declared, even when it is nothing
+        else:
             public = {
                 name
                 for name, value in vars(module).items()
