@@ -3,8 +3,7 @@
     WatcherError            -- root; the CLI prints it as one line, exit code 1
     ├── ConfigError         -- the config file is unreadable or invalid (exit code 2)
     ├── UsageError          -- a CLI argument names something that does not exist
-    ├── DatabaseError       -- the database cannot be reached or migrated
-    └── DeliveryError       -- a notification channel cannot be built or reached
+    └── DatabaseError       -- the database cannot be reached or migrated
 
 Anything else escaping to the CLI is a bug and keeps its traceback.
 """
@@ -51,7 +50,3 @@ class UsageError(WatcherError):
 
 class DatabaseError(WatcherError):
     """The database cannot be opened, reached or migrated."""
-
-
-class DeliveryError(WatcherError):
-    """A channel cannot be built or a message cannot be delivered."""
