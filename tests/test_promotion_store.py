@@ -25,6 +25,7 @@ from scrapers import (
     Outcome,
     Promotion,
     ScraperError,
+    Source,
     SourceState,
     Validators,
     observe,
@@ -32,7 +33,13 @@ from scrapers import (
 from watcher.db import Database, PromotionChangeRow, PromotionRow, SourceRow, open_database
 from watcher.db.engine import MIGRATIONS
 from watcher.db.models import Base
-from watcher.promotions.store import key_hash, list_promotions, load_state, save_outcome
+from watcher.promotions.store import (
+    key_hash,
+    list_promotions,
+    load_state,
+    load_validators,
+    save_outcome,
+)
 
 SRC = "kcell-promo"
 URL = "https://www.kcell.kz/ru/promo"
@@ -40,6 +47,13 @@ T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 ERROR = FetchTimeout("read timed out", url=URL)
 
 Result = Sequence[Promotion] | ScraperError
+
+
+def source_of(source_id: str = SRC, *, url: str = URL, operator: str | None = "kcell") -> Source:
+    return Source(id=source_id, url=url, kind="html", items="li", operator=operator)
+
+
+SOURCE = source_of()
 
 
 def promo(slug: str, source_id: str = SRC, **fields: Any) -> Promotion:
@@ -92,18 +106,15 @@ def scrape(
     Returns the outcome and the change rows as (kind, key, changed fields).
     """
     with database.session() as session:
-        state, _ = load_state(session, source_id)
+        state = load_state(session, source_of(source_id, operator=operator))
     outcome = observe(source_id, state, result, ended_after=2, fail_after=2)
     with database.session() as session:
         rows = save_outcome(
             session,
-            source_id,
+            source_of(source_id, operator=operator),
             outcome,
             now=now,
             validators=validators,
-            url=URL,
-            kind="html",
-            operator=operator,
             promotions=() if isinstance(result, ScraperError) else result,
         )
         keys = {
@@ -132,7 +143,8 @@ def source(database: Database, source_id: str = SRC) -> SourceRow:
 
 def test_a_source_never_saved_loads_as_a_new_one(database: Database) -> None:
     with database.session() as session:
-        assert load_state(session, SRC) == (SourceState(), Validators())
+        assert load_state(session, SOURCE) == SourceState()
+        assert load_validators(session, SOURCE) == Validators()
 
 
 def test_a_restarted_daemon_behaves_like_one_that_kept_running(database: Database) -> None:
@@ -153,7 +165,7 @@ def test_a_restarted_daemon_behaves_like_one_that_kept_running(database: Databas
         assert outcome == expected, f"scrape {step + 1}"
         remembered = expected.state
         with database.session() as session:
-            loaded, _ = load_state(session, SRC)
+            loaded = load_state(session, SOURCE)
         assert loaded == remembered, f"scrape {step + 1}"
         assert list(loaded.known) == list(remembered.known)  # the order "ended" comes in
 
@@ -230,28 +242,28 @@ def test_validators_are_kept_until_a_good_fetch_replaces_them(database: Database
     scrape(database, [A], T0, validators=first)
     scrape(database, ERROR, T0 + timedelta(hours=1))  # a failure passes none
     with database.session() as session:
-        assert load_state(session, SRC)[1] == first
-        assert load_state(session, SRC, url=URL)[1] == first
+        assert load_validators(session, SOURCE) == first
         # Validators of another page would make a moved source look unchanged.
-        assert load_state(session, SRC, url=f"{URL}/new")[1] == Validators()
+        assert load_validators(session, source_of(url=f"{URL}/new")) == Validators()
+        # and so would those of the page read another way (a selector fixed).
+        fixed = Source(id=SRC, url=URL, kind="html", items="li.promo", operator="kcell")
+        assert load_validators(session, fixed) == Validators()
     second = Validators(etag='"v2"')
     scrape(database, [A], T0 + timedelta(hours=2), validators=second)
     with database.session() as session:
-        assert load_state(session, SRC)[1] == second
-        state, _ = load_state(session, SRC)
+        assert load_validators(session, SOURCE) == second
+        state = load_state(session, SOURCE)
         outcome = observe(SRC, state, [A])
         save_outcome(
             session,
-            SRC,
+            source_of(url=f"{URL}/moved", operator="kcell"),
             outcome,
             now=T0 + timedelta(hours=3),
             validators=None,
-            url=f"{URL}/moved",
-            kind="html",
-            operator="kcell",
         )
     with database.session() as session:
-        assert load_state(session, SRC)[1] == Validators()
+        # The moved page's first fetch failed: the old page's validators are gone.
+        assert load_validators(session, source_of(url=f"{URL}/moved")) == Validators()
 
 
 def test_next_fetch_time_is_stored_for_the_scheduler(database: Database) -> None:
@@ -260,13 +272,10 @@ def test_next_fetch_time_is_stored_for_the_scheduler(database: Database) -> None
         due = T0 + timedelta(hours=6)
         save_outcome(
             session,
-            SRC,
+            source_of(url=URL, operator=None),
             outcome,
             now=T0,
             validators=None,
-            url=URL,
-            kind="html",
-            operator=None,
             next_fetch_at=due,
         )
     row = source(database)
@@ -280,19 +289,16 @@ def test_next_fetch_time_is_stored_for_the_scheduler(database: Database) -> None
 def test_saving_the_same_outcome_twice_writes_it_once(database: Database) -> None:
     scrape(database, [A], T0)
     with database.session() as session:
-        state, _ = load_state(session, SRC)
+        state = load_state(session, SOURCE)
     outcome = observe(SRC, state, [A, C])
 
     def save(session: Session) -> list[int]:
         rows = save_outcome(
             session,
-            SRC,
+            source_of(url=URL, operator="kcell"),
             outcome,
             now=T0 + timedelta(hours=1),
             validators=None,
-            url=URL,
-            kind="html",
-            operator="kcell",
         )
         return [row.id for row in rows]
 
@@ -304,30 +310,27 @@ def test_saving_the_same_outcome_twice_writes_it_once(database: Database) -> Non
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(PromotionChangeRow)) == 1
         assert session.scalar(select(func.count()).select_from(PromotionRow)) == 2
-        assert load_state(session, SRC)[0] == outcome.state
+        assert load_state(session, SOURCE) == outcome.state
 
 
 def test_an_outcome_older_than_the_stored_state_is_dropped(database: Database) -> None:
     scrape(database, [A], T0)
     with database.session() as session:
-        stale_state, _ = load_state(session, SRC)
+        stale_state = load_state(session, SOURCE)
     scrape(database, [A, B], T0 + timedelta(hours=1))
     scrape(database, [A, B, C], T0 + timedelta(hours=2))
     stale = observe(SRC, stale_state, [A, C])  # run 2, while run 3 is stored
     with database.session() as session:
         rows = save_outcome(
             session,
-            SRC,
+            source_of(url=URL, operator="kcell"),
             stale,
             now=T0 + timedelta(hours=3),
             validators=None,
-            url=URL,
-            kind="html",
-            operator="kcell",
         )
     assert rows == []
     with database.session() as session:
-        assert load_state(session, SRC)[0].run == 3
+        assert load_state(session, SOURCE).run == 3
 
 
 def test_values_a_column_cannot_hold_exactly_are_stored_as_null_without_false_alerts(

@@ -7,8 +7,6 @@ host); observing and storing run afterwards in one transaction per source.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +22,6 @@ from scrapers import (
     Profile,
     Promotion,
     ScraperError,
-    Source,
     Validators,
     extract,
     jittered,
@@ -33,7 +30,7 @@ from scrapers import (
 from watcher.db.engine import Database
 from watcher.db.models import SourceRow
 from watcher.promotions.alerts import Audience, match, report_source_events
-from watcher.promotions.store import load_state, save_outcome
+from watcher.promotions.store import load_state, load_validators, save_outcome, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +94,10 @@ async def fetch_all(
     return list(await asyncio.gather(*(one(profile) for profile in profiles)))
 
 
-def spec_of(source: Source) -> str:
-    """A hash of how a source's page is read; changing a selector changes it."""
-    described = [source.kind, source.items, sorted(source.fields.items()), source.script]
-    return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
-
-
 def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[str, Validators]:
-    """The ETag / Last-Modified kept from each source's last good fetch, read the same way."""
+    """The ETag / Last-Modified kept from each source's last good fetch of the same page."""
     with database.session() as session:
-        return {
-            profile.id: load_state(
-                session, profile.id, url=profile.source.url, spec=spec_of(profile.source)
-            )[1]
-            for profile in profiles
-        }
+        return {profile.id: load_validators(session, profile.source) for profile in profiles}
 
 
 def store_results(
@@ -136,7 +122,7 @@ def store_results(
         profile = result.profile
         source = profile.source
         with database.session() as session:
-            state, _ = load_state(session, source.id, url=source.url, spec=spec_of(source))
+            state = load_state(session, source)
             seen: Sequence[Promotion] | ScraperError
             if result.error is not None:
                 seen = result.error
@@ -151,15 +137,11 @@ def store_results(
             outcome = observe(source.id, state, seen)
             rows = save_outcome(
                 session,
-                source.id,
+                source,
                 outcome,
                 now=now,
                 validators=result.validators,
-                url=source.url,
-                kind=source.kind,
-                operator=source.operator,
                 promotions=result.promotions,
-                spec=spec_of(source),
                 next_fetch_at=next_fetch_time(profile, now, rng),
             )
             if audience is not None:

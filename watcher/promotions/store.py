@@ -2,7 +2,8 @@
 
 ``scrapers.observe`` is a pure function from (remembered state, one scrape) to
 (state to remember, changes); these functions are the two ends of that loop:
-``load_state`` before a scrape, ``save_outcome`` after it. What is loaded back equals
+``load_state`` before a scrape, ``save_outcome`` after it (``load_validators`` makes the
+fetch conditional). What is loaded back equals
 what was saved, so a daemon restarted between two scrapes behaves exactly as one that
 kept running. Every function takes a Session and leaves the transaction to the caller.
 
@@ -25,16 +26,17 @@ Choices made here:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from scrapers import Change, Known, Outcome, Promotion, SourceState, Validators
+from scrapers import Change, Known, Outcome, Promotion, Source, SourceState, Validators
 from watcher.db.models import PromotionChangeRow, PromotionRow, SourceRow
 
 log = logging.getLogger(__name__)
@@ -44,32 +46,22 @@ __all__ = [
     "key_hash",
     "list_promotions",
     "load_state",
+    "load_validators",
     "promotion_history",
     "save_outcome",
     "source_health",
+    "spec_of",
 ]
 
 # (digits, places) of the Numeric columns; see PromotionRow.
 _PRICE = (14, 2)
 _DATA_GB = (10, 3)
 
-# The PromotionRow columns that mirror a Known field of the same name.
-_KNOWN_FIELDS = (
-    "key",
-    "title",
-    "link",
-    "summary",
-    "date_text",
-    "starts",
-    "ends",
-    "price_text",
-    "price",
-    "currency",
-    "missing_runs",
-    "ended",
-    "first_seen_run",
-    "last_seen_run",
-)
+# The PromotionRow columns that mirror a Known field, and the SourceRow columns that
+# mirror a SourceState field, of the same name: the scrapers' dataclasses are the one
+# definition of what change detection remembers.
+_KNOWN_FIELDS = tuple(field.name for field in fields(Known))
+_STATE_FIELDS = tuple(field.name for field in fields(SourceState) if field.name != "known")
 
 
 def key_hash(key: str) -> str:
@@ -77,67 +69,70 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def load_state(
-    session: Session, source_id: str, *, url: str | None = None, spec: str | None = None
-) -> tuple[SourceState, Validators]:
-    """What change detection remembers about a source, and its conditional-request validators.
+def spec_of(source: Source) -> str:
+    """A hash of how a source's page is read; changing a selector changes it."""
+    described = [source.kind, source.items, sorted(source.fields.items()), source.script]
+    return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
 
-    A source never saved gives ``SourceState()`` and ``Validators()``. With ``url``, the
-    validators are returned only if they were stored for that URL: an ETag or a
-    Last-Modified date of another page must not make the new one look unchanged. The
-    same goes for ``spec`` (how the page is read): after a selector fix, a 304 would
-    keep the new selectors from ever seeing the page; and since the fixed selectors
-    may key the same promotions differently, the next good scrape is a new baseline.
+
+def load_state(session: Session, source: Source) -> SourceState:
+    """What change detection remembers about a source; ``SourceState()`` if never saved.
+
+    A source now read another way than its stored ``spec`` (a selector fixed) may key
+    the same promotions differently, so its next good scrape is a silent baseline
+    again rather than a flood of "new".
     """
-    source = session.get(SourceRow, source_id)
-    if source is None:
-        return SourceState(), Validators()
+    row = session.get(SourceRow, source.id)
+    if row is None:
+        return SourceState()
     columns = [getattr(PromotionRow, name) for name in _KNOWN_FIELDS]
     rows = session.execute(
         select(*columns)
-        .where(PromotionRow.source_id == source_id, PromotionRow.forgotten.is_(False))
+        .where(PromotionRow.source_id == source.id, PromotionRow.forgotten.is_(False))
         .order_by(PromotionRow.id)
     )
     # Insertion order is observe's order for ``known``, which orders its "ended" changes.
-    known = {row.key: Known(**row._asdict()) for row in rows}
-    state = SourceState(
-        known=known,
-        baseline_done=source.baseline_done,
-        run=source.run,
-        failures=source.failures,
-        last_error=source.last_error,
-        alerted_failure=source.alerted_failure,
-        empty_runs=source.empty_runs,
-        last_item_count=source.last_item_count,
-        alerted_empty=source.alerted_empty,
-    )
-    if spec is not None and source.spec is not None and spec != source.spec:
-        # Read another way (a selector fixed), the same promotions may get other keys:
-        # the next good scrape is a silent baseline again rather than a flood of "new".
-        return replace(state, baseline_done=False), Validators()
-    if url is not None and url != source.url:
-        return state, Validators()
-    return state, Validators(etag=source.etag, last_modified=source.last_modified)
+    known = {promotion.key: Known(**promotion._asdict()) for promotion in rows}
+    state = SourceState(known=known, **{name: getattr(row, name) for name in _STATE_FIELDS})
+    if row.spec is not None and row.spec != spec_of(source):
+        return replace(state, baseline_done=False)
+    return state
+
+
+def load_validators(session: Session, source: Source) -> Validators:
+    """The ETag and Last-Modified of the source's last good fetch, to make the next one
+    conditional; none if they belong to another page.
+
+    An ETag or a Last-Modified date of another URL must not make the new one look
+    unchanged; and after a selector fix, a 304 would keep the new selectors from ever
+    seeing the page. One row, four columns: the promotions are not read.
+    """
+    row = session.execute(
+        select(SourceRow.url, SourceRow.spec, SourceRow.etag, SourceRow.last_modified).where(
+            SourceRow.id == source.id
+        )
+    ).first()
+    if row is None or row.url != source.url:
+        return Validators()
+    if row.spec is not None and row.spec != spec_of(source):
+        return Validators()
+    return Validators(etag=row.etag, last_modified=row.last_modified)
 
 
 def save_outcome(
     session: Session,
-    source_id: str,
+    source: Source,
     outcome: Outcome,
     *,
     now: datetime,
     validators: Validators | None,
-    url: str,
-    kind: str,
-    operator: str | None,
     promotions: Sequence[Promotion] = (),
     next_fetch_at: datetime | None = None,
-    spec: str | None = None,
 ) -> list[PromotionChangeRow]:
-    """Store what observing one scrape of ``source_id`` produced; return its change rows.
+    """Store what observing one scrape of ``source`` produced; return its change rows.
 
     The source row takes ``outcome.state``'s counters, and the promotion rows its
-    ``known`` (rows of keys no longer known are kept as they are). One change row is
+    ``known`` (rows of keys no longer known are kept as history). One change row is
     written per ``outcome.changes`` entry and returned, in that order, for the caller to
     turn into alerts. ``now`` is when the scrape happened: it sets ``last_fetched_at``,
     ``last_success_at`` (unless the scrape failed), and the first-seen, last-seen and
@@ -153,46 +148,56 @@ def save_outcome(
     A page of promotions costs a fixed number of statements, not one per promotion.
     """
     state = outcome.state
-    source = session.scalar(select(SourceRow).where(SourceRow.id == source_id).with_for_update())
-    replay = False
-    if source is None:
-        source = SourceRow(id=source_id, active=True)
-        session.add(source)
-    elif source.run > state.run:
+    row = session.scalar(select(SourceRow).where(SourceRow.id == source.id).with_for_update())
+    if row is None:
+        row = SourceRow(id=source.id, active=True)
+        session.add(row)
+    elif row.run > state.run:
         log.warning(
             "not saving run %d of source %s: run %d is already stored",
             state.run,
-            source_id,
-            source.run,
+            source.id,
+            row.run,
         )
         return []
-    else:
-        replay = source.run == state.run
-    _write_source(source, state, now, validators, url, spec, kind, operator, next_fetch_at)
+    replay = row.run == state.run
+    _write_source(row, source, state, now, validators, next_fetch_at)
+    ids = _write_promotions(session, source.id, state, now, _extras(outcome.changes, promotions))
+    if not outcome.changes:
+        return []
+    return _write_changes(session, source.id, outcome, ids, now, replay=replay)
 
+
+def _write_promotions(
+    session: Session,
+    source_id: str,
+    state: SourceState,
+    now: datetime,
+    extras: Mapping[str, Promotion],
+) -> dict[str, int]:
+    """Bring the source's promotion rows in line with ``state.known``; return id by key."""
     rows = {
         row.key: row
         for row in session.scalars(select(PromotionRow).where(PromotionRow.source_id == source_id))
     }
     ids = {key: row.id for key, row in rows.items()}
-    extras = _extras(outcome.changes, promotions)
     fresh: list[dict[str, object]] = []
     for key, known in state.known.items():
         values = _values(known, state.run, now, extras.get(key))
         row = rows.get(key)
         if row is None:
             values.setdefault("last_seen_at", now)
-            ended_at = now if known.ended else None
             # Every dict with the same keys, so they make one INSERT.
-            first = {"source_id": source_id, "key_hash": key_hash(key), "first_seen_at": now}
             fresh.append(
                 {
-                    **first,
+                    "source_id": source_id,
+                    "key_hash": key_hash(key),
+                    "first_seen_at": now,
                     "image": None,
                     "data_gb": None,
                     "forgotten": False,
                     **values,
-                    "ended_at": ended_at,
+                    "ended_at": now if known.ended else None,
                 }
             )
             continue
@@ -220,22 +225,32 @@ def save_outcome(
             insert(PromotionRow).returning(PromotionRow.id, PromotionRow.key_hash), fresh
         )
         ids.update((hashes[row.key_hash], row.id) for row in inserted)
-    if not outcome.changes:
-        return []
+    return ids
 
+
+def _write_changes(
+    session: Session,
+    source_id: str,
+    outcome: Outcome,
+    ids: Mapping[str, int],
+    now: datetime,
+    *,
+    replay: bool,
+) -> list[PromotionChangeRow]:
+    """One change row per change of this run, the stored one if this run is a replay."""
+    run = outcome.state.run
     recorded: dict[int, PromotionChangeRow] = {}
     if replay:
         recorded = {
             change.promotion_id: change
             for change in session.scalars(
                 select(PromotionChangeRow).where(
-                    PromotionChangeRow.source_id == source_id,
-                    PromotionChangeRow.run == state.run,
+                    PromotionChangeRow.source_id == source_id, PromotionChangeRow.run == run
                 )
             )
         }
     missing = [
-        _change_values(source_id, ids[change.promotion.key], change, state.run, now)
+        _change_values(source_id, ids[change.promotion.key], change, run, now)
         for change in outcome.changes
         if ids[change.promotion.key] not in recorded
     ]
@@ -327,42 +342,27 @@ def promotion_history(
 
 
 def _write_source(
-    source: SourceRow,
+    row: SourceRow,
+    source: Source,
     state: SourceState,
     now: datetime,
     validators: Validators | None,
-    url: str,
-    spec: str | None,
-    kind: str,
-    operator: str | None,
     next_fetch_at: datetime | None,
 ) -> None:
-    moved = source.url is not None and source.url != url
-    reread = spec is not None and source.spec is not None and source.spec != spec
-    if (moved or reread) and validators is None:
+    spec = spec_of(source)
+    if (row.url not in (None, source.url) or row.spec not in (None, spec)) and validators is None:
         # Validators belong to the page, read the way, they came from.
-        source.etag = source.last_modified = None
-    source.url = url
-    if spec is not None:
-        source.spec = spec
-    source.kind = kind
-    source.operator = operator
+        row.etag = row.last_modified = None
+    row.url, row.spec, row.kind, row.operator = source.url, spec, source.kind, source.operator
     if validators is not None:
-        source.etag = validators.etag
-        source.last_modified = validators.last_modified
-    source.baseline_done = state.baseline_done
-    source.run = state.run
-    source.failures = state.failures
-    source.last_error = state.last_error
-    source.alerted_failure = state.alerted_failure
-    source.empty_runs = state.empty_runs
-    source.last_item_count = state.last_item_count
-    source.alerted_empty = state.alerted_empty
-    source.last_fetched_at = now
+        row.etag, row.last_modified = validators.etag, validators.last_modified
+    for name in _STATE_FIELDS:
+        setattr(row, name, getattr(state, name))
+    row.last_fetched_at = now
     if state.failures == 0:  # observe resets the streak on every scrape that read the page
-        source.last_success_at = now
+        row.last_success_at = now
     if next_fetch_at is not None:
-        source.next_fetch_at = next_fetch_at
+        row.next_fetch_at = next_fetch_at
 
 
 def _values(known: Known, run: int, now: datetime, extra: Promotion | None) -> dict[str, object]:
