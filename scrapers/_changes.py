@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -114,19 +114,14 @@ class Known:
 
     def to_promotion(self, source_id: str) -> Promotion:
         """The last known values as a Promotion (how an ended promotion is reported)."""
-        return Promotion(
-            source_id=source_id,
-            key=self.key,
-            title=self.title,
-            link=self.link,
-            summary=self.summary,
-            date_text=self.date_text,
-            starts=self.starts,
-            ends=self.ends,
-            price_text=self.price_text,
-            price=self.price,
-            currency=self.currency,
-        )
+        return Promotion(source_id=source_id, **{name: getattr(self, name) for name in _SHARED})
+
+
+# What is remembered of a Promotion: every Known field a Promotion has too. Image and
+# data allowance are not compared, so not remembered; the caller stores them if it wants.
+_SHARED = tuple(
+    known.name for known in fields(Known) if known.name in Promotion.__dataclass_fields__
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,20 +368,8 @@ def _compare(
 
 
 def _remember(promotion: Promotion, first_seen_run: int, run: int) -> Known:
-    return Known(
-        key=promotion.key,
-        title=promotion.title,
-        link=promotion.link,
-        summary=promotion.summary,
-        date_text=promotion.date_text,
-        starts=promotion.starts,
-        ends=promotion.ends,
-        price_text=promotion.price_text,
-        price=promotion.price,
-        currency=promotion.currency,
-        first_seen_run=first_seen_run,
-        last_seen_run=run,
-    )
+    values = {name: getattr(promotion, name) for name in _SHARED}
+    return Known(**values, first_seen_run=first_seen_run, last_seen_run=run)
 
 
 def _norm(text: str | None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Literal
@@ -84,3 +84,17 @@ class Promotion:
     price: Decimal | None = None
     currency: str | None = None
     data_gb: Decimal | None = None  # a data allowance when obvious ("50 ГБ")
+
+    def to_json(self) -> dict[str, str | None]:
+        """Every field as JSON-ready text (dates as YYYY-MM-DD, numbers as exact text)."""
+        return {item.name: _json_text(getattr(self, item.name)) for item in fields(self)}
+
+
+def _json_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")  # exact, never a float; 4990.00 is 4990
+    return str(value)

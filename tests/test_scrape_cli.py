@@ -114,10 +114,14 @@ def test_promotions_lists_what_stored_scrapes_found_newest_first(
 ) -> None:
     scrape(capsys, "shop", "-c", str(config_file))
     site.cards.append({"title": "Безлимит на месяц", "href": "/p/unlim", "price": "4 990 ₸"})
-    scrape(capsys, "shop", "-c", str(config_file))
+    _, [scraped] = scrape(capsys, "shop", "-c", str(config_file))
     assert main(["promotions", "--json", "-c", str(config_file)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["title"] == "Безлимит на месяц"
+    # One serialisation of a promotion: stored, it reads as it did when scraped.
+    found = next(p for p in scraped["promotions"] if p["title"] == "Безлимит на месяц")
+    assert {k: rows[0][k] for k in found} == found
+    assert (found["price"], found["currency"]) == ("4990", "KZT")
     assert [c["kind"] for c in rows[0]["changes"]] == ["new"]  # the history of each
     assert all(r["changes"] == [] for r in rows[1:])  # the baseline is no change
     assert rows[0]["last_seen"] >= rows[0]["first_seen"]

@@ -434,7 +434,7 @@ def _every_text(seconds: float) -> str:
 
 
 def _promotions(args: argparse.Namespace) -> int:
-    from watcher.promotions.store import list_promotions, promotion_history
+    from watcher.promotions.store import as_promotion, list_promotions, promotion_history
 
     with _app(args) as app:
         zone = app.loaded.config.timezone
@@ -450,12 +450,7 @@ def _promotions(args: argparse.Namespace) -> int:
             rows: list[dict[str, Any]] = [
                 {
                     "source": row.source_id,
-                    "title": row.title,
-                    "link": row.link,
-                    "starts": row.starts.isoformat() if row.starts else None,
-                    "ends": row.ends.isoformat() if row.ends else None,
-                    "price": str(row.price) if row.price is not None else None,
-                    "currency": row.currency,
+                    **as_promotion(row).to_json(),
                     "ended": row.ended,
                     "first_seen": _local(row.first_seen_at, zone),
                     "last_seen": _local(row.last_seen_at, zone),
@@ -547,20 +542,7 @@ def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
         "stored": result.stored,
         "changes": [{"kind": c.kind, "key": c.promotion.key} for c in result.changes],
         "alerts": result.alerts,
-        "promotions": [
-            {
-                "key": p.key,
-                "title": p.title,
-                "link": p.link,
-                "summary": p.summary,
-                "starts": p.starts.isoformat() if p.starts else None,
-                "ends": p.ends.isoformat() if p.ends else None,
-                "price": str(p.price) if p.price is not None else None,
-                "currency": p.currency,
-                "data_gb": str(p.data_gb) if p.data_gb is not None else None,
-            }
-            for p in result.promotions
-        ],
+        "promotions": [promotion.to_json() for promotion in result.promotions],
     }
 
 

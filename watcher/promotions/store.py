@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SourceHealth",
+    "as_promotion",
     "key_hash",
     "list_promotions",
     "load_state",
@@ -62,6 +63,7 @@ _DATA_GB = (10, 3)
 # definition of what change detection remembers.
 _KNOWN_FIELDS = tuple(field.name for field in fields(Known))
 _STATE_FIELDS = tuple(field.name for field in fields(SourceState) if field.name != "known")
+_PROMOTION_FIELDS = tuple(field.name for field in fields(Promotion))
 
 
 def key_hash(key: str) -> str:
@@ -322,6 +324,11 @@ def source_health(session: Session) -> dict[str, SourceHealth]:
         )
         for row in session.scalars(select(SourceRow))
     }
+
+
+def as_promotion(row: PromotionRow) -> Promotion:
+    """A stored promotion as the scrapers' Promotion: its latest values, image included."""
+    return Promotion(**{name: getattr(row, name) for name in _PROMOTION_FIELDS})
 
 
 def promotion_history(
