@@ -189,42 +189,6 @@ def test_a_renewal_cancels_a_reminder_still_waiting_for_its_channel(
     assert hook.status == "cancelled"
 
 
-def test_only_claims_of_senders_that_died_are_released(db_url: str) -> None:
-    import os
-    import socket
-
-    from watcher.db.engine import open_database
-    from watcher.outbox import NewMessage, claim_owner, enqueue, release_claims
-
-    host = socket.gethostname()
-    dead_pid = 2**22 + 12345  # above the kernel's pid range: no such process
-    owners = {
-        "live": claim_owner(),  # this process, e.g. a daemon next to `run --once`
-        "dead": f"{host}:{dead_pid}:0000aaaa",
-        "restarted": f"{host}:{os.getpid()}:0000bbbb",  # same pid, earlier run
-        "elsewhere": f"other-host:{dead_pid}:0000cccc",  # can't tell: lease expiry
-    }
-    database = open_database(db_url)
-    try:
-        with database.session() as session:
-            enqueue(
-                session,
-                [NewMessage(key, "hook", "admin", title=key, body=key) for key in owners],
-                TEN_ALMATY,
-            )
-            for row in session.scalars(select(OutboxRow)):
-                row.claimed_at = TEN_ALMATY
-                row.claimed_by = owners[row.dedup_key]
-        assert release_claims(database) == 2
-        with database.session() as session:
-            claimed = {
-                row.dedup_key for row in session.scalars(select(OutboxRow)) if row.claimed_by
-            }
-        assert claimed == {"live", "elsewhere"}
-    finally:
-        database.close()
-
-
 def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(
     make_app, webhook: WebhookReceiver
 ) -> None:
