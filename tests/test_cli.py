@@ -9,20 +9,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import WriteConfig
 from tests.servers import WebhookReceiver
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.db import OutboxRow, ScheduleRow
-from watcher.db.engine import open_database
+from watcher.db import Database, OutboxRow, ScheduleRow
 from watcher.reminders.slots import current_slots
 
 TODAY = date.today()  # the CLI uses the real clock; dates are relative to it
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, db_url: str, webhook: WebhookReceiver) -> Path:
-    path = tmp_path / "watcher.yaml"
-    path.write_text(
+def config_file(write_config: WriteConfig, db_url: str, webhook: WebhookReceiver) -> Path:
+    return write_config(
         f"""
 timezone: UTC
 database: {db_url}
@@ -45,10 +44,8 @@ users:
         operator: tele2
         number: "+77071234567"
         expires: {TODAY + timedelta(days=20)}
-""",
-        encoding="utf-8",
+"""
     )
-    return path
 
 
 def run(*argv: str) -> int:
@@ -78,13 +75,14 @@ def test_check_shows_promotion_subscriptions_and_operators_nobody_watches(
     assert "note: alice: no promotion source watches tele2" in out
 
 
-def test_check_on_a_bad_config_exits_2_naming_every_field(tmp_path: Path, capsys) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(
+def test_check_on_a_bad_config_exits_2_naming_every_field(
+    write_config: WriteConfig, capsys
+) -> None:
+    bad = write_config(
         "channels: {c: 'console://'}\nusers:\n  - name: a\n    notify: [c, nope]\n"
         "    sims:\n"
         "      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-13-45}\n",
-        encoding="utf-8",
+        name="bad.yaml",
     )
     assert run("check", "-c", str(bad)) == 2
     err = capsys.readouterr().err
@@ -102,27 +100,22 @@ def test_config_defaults_to_the_environment_variable(
 
 
 def test_once_delivers_the_overdue_nag_and_renew_stops_the_nags(
-    config_file: Path, webhook: WebhookReceiver, capsys
+    config_file: Path, database: Database, webhook: WebhookReceiver, capsys
 ) -> None:
     assert run("run", "--once", "-c", str(config_file)) == 0
     assert len(webhook.received) == 2  # the overdue nag and the first balance check
     assert run("renew", "alice-kcell", "--for", "30d", "-c", str(config_file)) == 0
     out = capsys.readouterr().out
     assert f"renewed until {TODAY + timedelta(days=30)}" in out
-    loaded = load_config(config_file)
-    database = open_database(str(loaded.config.database))
-    try:
-        with database.session() as session:
-            old_targets = session.scalars(
-                current_slots().where(
-                    ScheduleRow.sim_id == "alice-kcell",
-                    ScheduleRow.kind == "expiry",
-                    ScheduleRow.target != TODAY + timedelta(days=30),
-                )
-            ).all()
-        assert old_targets == []
-    finally:
-        database.close()
+    with database.session() as session:
+        old_targets = session.scalars(
+            current_slots().where(
+                ScheduleRow.sim_id == "alice-kcell",
+                ScheduleRow.kind == "expiry",
+                ScheduleRow.target != TODAY + timedelta(days=30),
+            )
+        ).all()
+    assert old_targets == []
     assert run("status", "--json", "-c", str(config_file)) == 0
     rows = {row["sim"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["alice-kcell"]["expires"] == str(TODAY + timedelta(days=30))
@@ -149,7 +142,7 @@ def test_unknown_sim_lists_the_known_ones(config_file: Path, capsys) -> None:
 
 
 def test_low_balance_is_recorded_and_alerted(
-    config_file: Path, webhook: WebhookReceiver, capsys
+    config_file: Path, database: Database, webhook: WebhookReceiver, capsys
 ) -> None:
     assert run("balance", "alice-kcell", "1 200,50", "-c", str(config_file)) == 0
     assert "below your low_balance threshold" in capsys.readouterr().out
@@ -157,14 +150,9 @@ def test_low_balance_is_recorded_and_alerted(
     low = [r.payload for r in webhook.received if r.payload["title"].endswith("low balance")]
     assert len(low) == 1
     assert "1,200.50, below your threshold of 1,500" in low[0]["message"]
-    loaded = load_config(config_file)
-    database = open_database(str(loaded.config.database))
-    try:
-        with database.session() as session:
-            kinds = set(session.scalars(select(OutboxRow.kind)))
-        assert "low_balance" in kinds
-    finally:
-        database.close()
+    with database.session() as session:
+        kinds = set(session.scalars(select(OutboxRow.kind)))
+    assert "low_balance" in kinds
 
 
 def test_notify_test_reports_which_channel_failed(config_file: Path, capsys) -> None:
@@ -196,15 +184,14 @@ def test_health_is_unhealthy_before_the_first_planning_pass(config_file: Path) -
 
 
 def test_check_reports_an_invalid_operator_override_with_its_field_path(
-    tmp_path: Path, capsys
+    write_config: WriteConfig, capsys
 ) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(
+    bad = write_config(
         "channels: {c: 'console://'}\n"
         "operators:\n  kcell:\n    renew: {en: 'Dial {nosuch} to top up.'}\n"
         "users:\n  - name: a\n    notify: [c]\n    sims:\n"
         "      - {id: x, operator: kcell, number: '+77011234567', expires: 2026-12-20}\n",
-        encoding="utf-8",
+        name="bad.yaml",
     )
     assert run("check", "-c", str(bad)) == 2
     captured = capsys.readouterr()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
+from tests.conftest import MakeApp, WriteConfig
 from tests.servers import SmtpSink, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
-from watcher.config import load_config
 from watcher.db import OutboxRow
 from watcher.delivery import retry_delay
 from watcher.outbox import CLAIM_LEASE, NewMessage, enqueue
@@ -23,19 +22,13 @@ TEN_ALMATY = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def make_app(
-    tmp_path: Path, db_url: str, webhook: WebhookReceiver, smtp: SmtpSink
-) -> Iterator[object]:
-    apps: list[App] = []
+def alice(write_config: WriteConfig, webhook: WebhookReceiver, smtp: SmtpSink) -> WriteConfig:
+    """Write the config: alice, on a webhook and a mailbox, with one SIM due a reminder."""
 
-    def make(
-        *, quiet: str | None = None, expires: str = "2026-11-28", clock: FixedClock | None = None
-    ) -> App:
-        path = tmp_path / "watcher.yaml"
-        path.write_text(
+    def write(*, quiet: str | None = None, expires: str = "2026-11-28") -> Path:
+        return write_config(
             f"""
 timezone: Asia/Almaty
-database: {db_url}
 channels:
   hook: "{webhook.url("s3cr3t-hook-token")}"
   mail: "{smtp.url()}"
@@ -53,16 +46,10 @@ users:
         expires: {expires}
         remind_before: [3d]
         remind_after: []
-""",
-            encoding="utf-8",
+"""
         )
-        app = App(load_config(path, {}), clock=clock or FixedClock(TEN_ALMATY), env={})
-        apps.append(app)
-        return app
 
-    yield make
-    for app in apps:
-        app.close()
+    return write
 
 
 def cycle(app: App) -> None:
@@ -77,9 +64,9 @@ def outbox(app: App) -> list[OutboxRow]:
 
 
 def test_a_due_reminder_reaches_every_channel_once(
-    make_app, webhook: WebhookReceiver, smtp: SmtpSink
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver, smtp: SmtpSink
 ) -> None:
-    app = make_app()
+    app = make_app(alice(), clock=FixedClock(TEN_ALMATY))
     cycle(app)
     cycle(app)
     assert len(webhook.received) == 1
@@ -92,10 +79,10 @@ def test_a_due_reminder_reaches_every_channel_once(
 
 
 def test_a_failed_channel_is_retried_after_backoff_and_never_doubles_the_other(
-    make_app, webhook: WebhookReceiver, smtp: SmtpSink
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver, smtp: SmtpSink
 ) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(clock=clock)
+    app = make_app(alice(), clock=clock)
     webhook.status = 500
     cycle(app)
     assert webhook.requests == 1
@@ -132,10 +119,10 @@ def test_backoff_doubles_with_jitter_up_to_six_hours() -> None:
 
 
 def test_a_channel_down_for_48_hours_is_given_up_and_reported_once(
-    make_app, webhook: WebhookReceiver, smtp: SmtpSink
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver, smtp: SmtpSink
 ) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(clock=clock)
+    app = make_app(alice(), clock=clock)
     smtp.fail = True
     cycle(app)
     for _ in range(40):  # jump from one retry to the next; 48 h take about 17 tries
@@ -159,9 +146,11 @@ def test_a_channel_down_for_48_hours_is_given_up_and_reported_once(
     assert len(reminders) == 1
 
 
-def test_quiet_hours_hold_a_message_until_they_end(make_app, webhook: WebhookReceiver) -> None:
+def test_quiet_hours_hold_a_message_until_they_end(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
+) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(quiet="09:00-12:00", clock=clock)
+    app = make_app(alice(quiet="09:00-12:00"), clock=clock)
     cycle(app)
     assert webhook.received == []
     clock.advance(timedelta(hours=1, minutes=59))  # 11:59 local
@@ -173,14 +162,14 @@ def test_quiet_hours_hold_a_message_until_they_end(make_app, webhook: WebhookRec
 
 
 def test_a_renewal_cancels_a_reminder_still_waiting_for_its_channel(
-    make_app, webhook: WebhookReceiver
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
 ) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(clock=clock)
+    app = make_app(alice(), clock=clock)
     webhook.status = 500
     cycle(app)
-    make_app(expires="2027-01-31", clock=clock)  # the user renews and edits the config
-    app.reload_if_changed() or app.sync()
+    alice(expires="2027-01-31")  # the user renews and edits the config
+    assert app.reload_if_changed()
     webhook.status = 200
     clock.advance(timedelta(hours=1))
     cycle(app)
@@ -189,50 +178,14 @@ def test_a_renewal_cancels_a_reminder_still_waiting_for_its_channel(
     assert hook.status == "cancelled"
 
 
-def test_only_claims_of_senders_that_died_are_released(db_url: str) -> None:
-    import os
-    import socket
-
-    from watcher.db.engine import open_database
-    from watcher.outbox import NewMessage, claim_owner, enqueue, release_claims
-
-    host = socket.gethostname()
-    dead_pid = 2**22 + 12345  # above the kernel's pid range: no such process
-    owners = {
-        "live": claim_owner(),  # this process, e.g. a daemon next to `run --once`
-        "dead": f"{host}:{dead_pid}:0000aaaa",
-        "restarted": f"{host}:{os.getpid()}:0000bbbb",  # same pid, earlier run
-        "elsewhere": f"other-host:{dead_pid}:0000cccc",  # can't tell: lease expiry
-    }
-    database = open_database(db_url)
-    try:
-        with database.session() as session:
-            enqueue(
-                session,
-                [NewMessage(key, "hook", "admin", title=key, body=key) for key in owners],
-                TEN_ALMATY,
-            )
-            for row in session.scalars(select(OutboxRow)):
-                row.claimed_at = TEN_ALMATY
-                row.claimed_by = owners[row.dedup_key]
-        assert release_claims(database) == 2
-        with database.session() as session:
-            claimed = {
-                row.dedup_key for row in session.scalars(select(OutboxRow)) if row.claimed_by
-            }
-        assert claimed == {"live", "elsewhere"}
-    finally:
-        database.close()
-
-
 def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(
-    make_app, webhook: WebhookReceiver
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
 ) -> None:
     # Workers mark their sends in groups (one commit for all that are waiting). When
     # such a commit fails, its rows go back in the queue: the next worker's commit
     # marks them, so none is sent again later.
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(clock=clock)
+    app = make_app(alice(), clock=clock)
     titles = [f"bulk #{i:02d}" for i in range(40)]
     with app.database.session() as session:
         enqueue(

@@ -7,7 +7,7 @@ subscription by operator never reaches the real site.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import func, select
 
 from scrapers import FetchSettings
+from tests.conftest import MakeApp, WriteConfig
 from tests.servers import PromoSite, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
-from watcher.config import load_config
 from watcher.db import OutboxRow
 from watcher.db.models import PromotionAlertRow, SourceRow
 from watcher.promotions.alerts import Subscription, digest_cutoff, match
@@ -44,23 +44,18 @@ def site() -> Iterator[PromoSite]:
     served.stop()
 
 
-MakeApp = Callable[..., App]
-
-
 @pytest.fixture
 def make_app(
-    tmp_path: Path, db_url: str, site: PromoSite, webhook: WebhookReceiver
-) -> Iterator[MakeApp]:
-    """An App on a config whose users are given as YAML text; the same file is rewritten."""
-    apps: list[App] = []
-    clock = FixedClock(NOON_ALMATY)
+    make_app: MakeApp, write_config: WriteConfig, site: PromoSite, webhook: WebhookReceiver
+) -> MakeApp:
+    """An App, synced, on a config whose users are given as YAML text (the conftest
+    ``make_app`` under it); the same file is rewritten each time."""
+    noon = FixedClock(NOON_ALMATY)
 
-    def make(users: str, *, clock: FixedClock = clock, fetch_settings: FetchSettings = FAST) -> App:
-        path = tmp_path / "watcher.yaml"
-        path.write_text(
+    def make(users: str, *, clock: FixedClock = noon, fetch_settings: FetchSettings = FAST) -> App:
+        path = write_config(
             f"""
 timezone: Asia/Almaty
-database: {db_url}
 channels:
   alice-hook: "{webhook.url("alice")}"
   bob-hook: "{webhook.url("bob")}"
@@ -74,17 +69,13 @@ sources:
     fields: {{title: "h2", link: "a@href", price: ".price", date: ".date"}}
 users:
 {users}
-""",
-            encoding="utf-8",
+"""
         )
-        app = App(load_config(path, {}), clock=clock, env={}, fetch_settings=fetch_settings)
+        app = make_app(path, clock=clock, fetch_settings=fetch_settings)
         app.sync()
-        apps.append(app)
         return app
 
-    yield make
-    for app in apps:
-        app.close()
+    return make
 
 
 def alice(promotions: str = "{}", *, extra: str = "") -> str:
@@ -533,9 +524,10 @@ def test_digest_time_is_the_latest_remind_at_in_the_users_zone(
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, site: PromoSite, webhook: WebhookReceiver) -> Path:
-    path = tmp_path / "watcher.yaml"
-    path.write_text(
+def config_path(
+    write_config: WriteConfig, tmp_path: Path, site: PromoSite, webhook: WebhookReceiver
+) -> Path:
+    return write_config(
         f"""
 timezone: Asia/Almaty
 database: sqlite:///{tmp_path / "watcher.db"}
@@ -550,10 +542,8 @@ sources:
     fields: {{title: "h2", link: "a@href", price: ".price"}}
 users:
 {alice()}
-""",
-        encoding="utf-8",
+"""
     )
-    return path
 
 
 def test_run_once_scrapes_every_source_and_sends_what_is_new(

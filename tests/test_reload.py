@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import MakeApp, WriteConfig
 from watcher.app import App
 from watcher.clock import FixedClock
-from watcher.config import load_config
 from watcher.db import OutboxRow, SimRow
 
 NOW = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
 CONFIG = """
 timezone: Asia/Almaty
-database: {db_url}
 channels:
   me: "json://127.0.0.1:9/me"
   ops: "json://127.0.0.1:9/ops"
@@ -39,18 +37,11 @@ BAD_OVERRIDE = "operators:\n  kcell:\n    renew: {en: 'Dial {nosuch} to top up.'
 
 
 @pytest.fixture
-def write(tmp_path: Path, db_url: str) -> object:
-    path = tmp_path / "watcher.yaml"
-    stamp = [1_700_000_000_000_000_000]
+def write(write_config: WriteConfig) -> WriteConfig:
+    """Write (or rewrite) the config; each write is a new version of the file."""
 
     def write(*, expires: str = "2026-12-20", operators: str = "") -> Path:
-        path.write_text(
-            CONFIG.format(db_url=db_url, expires=expires, operators=operators), encoding="utf-8"
-        )
-        # Every edit gets a new mtime even within the file system's timestamp granularity.
-        stamp[0] += 1_000_000_000
-        os.utime(path, ns=(stamp[0], stamp[0]))
-        return path
+        return write_config(CONFIG.format(expires=expires, operators=operators))
 
     return write
 
@@ -68,40 +59,40 @@ def stored_expiry(app: App) -> object:
 
 
 def test_an_invalid_operator_override_keeps_the_previous_config_in_force(
-    write, caplog: pytest.LogCaptureFixture
+    write: WriteConfig, make_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write()
-    with App(load_config(path, {}), clock=FixedClock(NOW), env={}) as app:
-        app.sync()
-        before = app.loaded
-        write(expires="2027-01-31", operators=BAD_OVERRIDE)
-        with caplog.at_level(logging.ERROR):
-            assert app.reload_if_changed() is False
-        assert app.loaded is before
-        assert app.catalogue is before.catalogue
-        assert str(stored_expiry(app)) == "2026-12-20"
-        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-        assert any("operators.kcell.renew.en" in line for line in lines)
-        assert all("\n" not in line for line in lines)
-        # The admin hears of this bad version once, however often it is looked at.
+    app = make_app(write(), clock=FixedClock(NOW))
+    app.sync()
+    before = app.loaded
+    write(expires="2027-01-31", operators=BAD_OVERRIDE)
+    with caplog.at_level(logging.ERROR):
         assert app.reload_if_changed() is False
-        assert len(admin_messages(app)) == 1
-        assert "operators.kcell.renew.en" in (admin_messages(app)[0].body or "")
+    assert app.loaded is before
+    assert app.catalogue is before.catalogue
+    assert str(stored_expiry(app)) == "2026-12-20"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("operators.kcell.renew.en" in line for line in lines)
+    assert all("\n" not in line for line in lines)
+    # The admin hears of this bad version once, however often it is looked at.
+    assert app.reload_if_changed() is False
+    assert len(admin_messages(app)) == 1
+    assert "operators.kcell.renew.en" in (admin_messages(app)[0].body or "")
 
 
-def test_each_bad_version_of_the_file_is_reported_once_and_a_fix_takes_effect(write) -> None:
-    path = write()
-    with App(load_config(path, {}), clock=FixedClock(NOW), env={}) as app:
-        app.sync()
-        write(operators=BAD_OVERRIDE)
-        app.reload_if_changed()
-        write(operators=BAD_OVERRIDE)  # saved again, unchanged: not news
-        app.reload_if_changed()
-        assert len(admin_messages(app)) == 1
-        write(operators=BAD_OVERRIDE.replace("nosuch", "other"))  # another bad version
-        app.reload_if_changed()
-        assert len(admin_messages(app)) == 2
-        write(expires="2027-01-31")  # fixed
-        assert app.reload_if_changed() is True
-        assert str(stored_expiry(app)) == "2027-01-31"
-        assert app.loaded.config.users[0].sims[0].expires is not None
+def test_each_bad_version_of_the_file_is_reported_once_and_a_fix_takes_effect(
+    write: WriteConfig, make_app: MakeApp
+) -> None:
+    app = make_app(write(), clock=FixedClock(NOW))
+    app.sync()
+    write(operators=BAD_OVERRIDE)
+    app.reload_if_changed()
+    write(operators=BAD_OVERRIDE)  # saved again, unchanged: not news
+    app.reload_if_changed()
+    assert len(admin_messages(app)) == 1
+    write(operators=BAD_OVERRIDE.replace("nosuch", "other"))  # another bad version
+    app.reload_if_changed()
+    assert len(admin_messages(app)) == 2
+    write(expires="2027-01-31")  # fixed
+    assert app.reload_if_changed() is True
+    assert str(stored_expiry(app)) == "2027-01-31"
+    assert app.loaded.config.users[0].sims[0].expires is not None

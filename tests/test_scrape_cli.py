@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import WriteConfig
 from tests.servers import CARD, PromoSite
 from watcher.cli import main
 
@@ -26,9 +27,8 @@ def site() -> Iterator[PromoSite]:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, db_url: str, site: PromoSite) -> Path:
-    path = tmp_path / "watcher.yaml"
-    path.write_text(
+def config_file(write_config: WriteConfig, db_url: str, site: PromoSite) -> Path:
+    return write_config(
         f"""
 timezone: Asia/Almaty
 database: {db_url}
@@ -38,10 +38,8 @@ sources:
     url: "{site.url}"
     items: ".card"
     fields: {{title: "h2", link: "a@href", price: ".price"}}
-""",
-        encoding="utf-8",
+"""
     )
-    return path
 
 
 def scrape(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
