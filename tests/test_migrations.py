@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select, text
 
@@ -144,3 +146,8 @@ def test_upgrading_through_the_schedule_rebuild_loses_and_repeats_nothing(
     later = plan(at_almaty(date(2026, 11, 30)))
     assert later[: len(first)] == first
     assert {offset for _, offset, _ in later[len(first) :]} == {"-1d"}
+
+
+def test_the_migrations_build_exactly_the_tables_the_models_describe(database: Database) -> None:
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

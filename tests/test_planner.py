@@ -35,15 +35,9 @@ def test_each_due_slot_is_planned_once_per_channel(
 
 
 def test_plan_due_returns_the_number_of_rows_it_wrote(
-    database: Database, sync: Sync, alice_config: AliceConfig, request: pytest.FixtureRequest
+    database: Database, sync: Sync, alice_config: AliceConfig
 ) -> None:
-    if database.engine.dialect.name == "postgresql":
-        # SQLAlchemy 2.1 keeps no rowcount for an INSERT ... SELECT on psycopg unless
-        # asked (execution option preserve_rowcount): plan_due returns -1, and the
-        # daemon's "anything planned? wake delivery" sum can come out 0 or negative.
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="plan_due returns -1 on PostgreSQL")
-        )
+    # The daemon wakes delivery when a pass planned something: PostgreSQL must count too.
     sync(alice_config())
     with database.session() as session:
         assert plan_due(session, at_almaty(date(2026, 11, 24), 9)) == 0  # nothing due yet

@@ -126,7 +126,11 @@ def plan_due(session: Session, now: datetime) -> int:
     plan = statements.plan_recent
     if oldest <= now - SAME_TARGET_APART:
         plan = statements.plan_backlog
-    written = cast(CursorResult[Any], session.execute(plan, {"now": now})).rowcount
+    # psycopg keeps no row count for an INSERT ... SELECT unless SQLAlchemy is asked to.
+    counted = {"preserve_rowcount": True}
+    written = cast(
+        CursorResult[Any], session.execute(plan, {"now": now}, execution_options=counted)
+    ).rowcount
     taken = cast(CursorResult[Any], session.execute(statements.done, {"now": now})).rowcount
     if taken:
         log.info("planned %d reminder slots into %d messages", taken, written)
