@@ -197,3 +197,12 @@ def test_check_reports_an_invalid_operator_override_with_its_field_path(
     captured = capsys.readouterr()
     assert "OK" not in captured.out
     assert f"error: {bad}: operators.kcell.renew.en: {{nosuch}} names no code" in captured.err
+
+
+def test_check_reports_an_operator_id_that_is_not_lowercase(tmp_path: Path, capsys) -> None:
+    # Only the catalogue checks operator ids: the issue must not be lost on the way.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels: {c: 'console://'}\noperators:\n  Izi: {name: Izi}\n", "utf-8")
+    assert run("check", "-c", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {bad}: operators.Izi: an operator id is lowercase" in err

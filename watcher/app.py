@@ -120,10 +120,12 @@ class App:
         self,
         profiles: Sequence[Profile] | None = None,
         *,
+        every_watched: bool = False,
         dry_run: bool = False,
         on_done: Callable[[ScrapeResult], None] | None = None,
     ) -> list[ScrapeResult]:
-        """Scrape ``profiles``, or the watched sources that are due; what the daemon runs.
+        """Scrape ``profiles``, or the watched sources that are due (all of them with
+        ``every_watched``, as ``run --once`` does); what the daemon and the CLI run.
 
         Each result is stored as its source finishes, with its changes matched to
         subscriptions, then the alerts due now are queued (digests wait for their time).
@@ -131,9 +133,11 @@ class App:
         database is not touched. ``on_done`` is called with each result as it comes.
         """
         if profiles is None:
-            profiles = due_sources(
-                self.database, self.loaded.config.watched_sources(), self.clock.now()
-            )
+            watched = self.loaded.config.watched_sources()
+            # Also marks the sources no longer watched inactive.
+            profiles = due_sources(self.database, watched, self.clock.now())
+            if every_watched:
+                profiles = list(watched.values())
         if not profiles:
             return []
         today = self.clock.now().astimezone(self.loaded.config.timezone).date()

@@ -9,6 +9,7 @@ send, not when a config is loaded.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,8 +90,18 @@ def _client(url: str) -> apprise.Apprise:
     return client
 
 
-@functools.cache
+_ASSET_LOCK = threading.Lock()
+
+
 def _asset() -> apprise.AppriseAsset:
+    # Under a lock: the first sends come from several workers at once, and the console
+    # plugin must be registered with Apprise exactly once.
+    with _ASSET_LOCK:
+        return _build_asset()
+
+
+@functools.cache
+def _build_asset() -> apprise.AppriseAsset:
     import apprise
     from apprise.decorators import notify
 

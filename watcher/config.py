@@ -429,7 +429,7 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
     except RecursionError:
         issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
     catalogue, catalogue_issues = _catalogue(raw.get("operators"), file)
-    issues += catalogue_issues
+    issues += [issue for issue in catalogue_issues if issue not in issues]
     entries = raw.get("sources")
     profiles, source_issues = _source_profiles(entries if isinstance(entries, list) else [], file)
     issues += source_issues
@@ -452,14 +452,14 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
 def _catalogue(operators: object, file: str) -> tuple[Catalogue | None, list[ConfigIssue]]:
     """The built-in catalogue with the config's ``operators:`` merged over it, or its issues.
 
-    Problems of the section's own shape are left to the Config model, which reports
-    them with the rest; what only shows once merged (a text quoting an unverified
-    code) is reported here.
+    The Config model reports the section's shape too, in the same words: the caller
+    drops the issues it already has. What only shows here (an id that is not lowercase,
+    a text quoting an unverified code once merged) is reported once.
     """
     try:
         overrides = parse_overrides(operators if isinstance(operators, dict) else None, source=file)
-    except ConfigError:
-        return None, []
+    except ConfigError as exc:
+        return None, exc.issues
     try:
         return load_catalogue(overrides, source=file), []
     except ConfigError as exc:

@@ -38,7 +38,7 @@ def run_once(app: App) -> int:
     """Plan, deliver everything due, exit: 0 if all went out, 1 if a delivery still fails."""
     outbox.release_claims(app.database)
     app.sync()
-    results = app.scrape(list(app.loaded.config.watched_sources().values()))
+    results = app.scrape(every_watched=True)
     if results:
         failed = sum(1 for result in results if result.error is not None)
         log.info("once: scraped %d promotion sources, %d failed", len(results), failed)
