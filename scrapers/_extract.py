@@ -37,6 +37,7 @@ from datetime import date
 
 from scrapers._build import build_promotion as build_promotion
 from scrapers._build import page_key
+from scrapers._errors import ExtractError
 from scrapers._feed import feed_items
 from scrapers._html import html_items
 from scrapers._html import parse_field_spec as parse_field_spec
@@ -62,6 +63,8 @@ def extract(source: Source, page_text: str, page_url: str, today: date) -> list[
     anchors year inference for dates written without a year. Raises
     :class:`~scrapers._errors.ExtractError` when the page cannot be read as configured.
     """
+    if source.kind == "auto":
+        raise ExtractError("auto detection is not available yet", page_url)
     if source.kind == "html":
         raws, base = html_items(source, page_text, page_url)
     elif source.kind == "feed":

@@ -8,7 +8,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-SourceKind = Literal["html", "feed", "json"]
+SourceKind = Literal["auto", "html", "feed", "json"]
+Render = Literal["http", "browser"]
 FIELD_NAMES = ("title", "link", "summary", "date", "price", "image")
 
 
@@ -16,30 +17,40 @@ FIELD_NAMES = ("title", "link", "summary", "date", "price", "image")
 class Source:
     """Where promotions come from and how to read them.
 
-    ``items`` is a CSS selector (html) or a dotted JSON path to the item list (json);
-    feeds need neither. ``fields`` maps a field name (title, link, summary, date,
-    price, image) to a CSS selector relative to the item, with ``@attr`` to read an
-    attribute (``"a@href"``), or, for json, a dotted path inside the item.
+    ``auto`` (the default) finds the promotions on the page by itself: a feed, schema.org
+    JSON-LD, the app state embedded in the page, or the page's repeated blocks
+    (:mod:`scrapers._auto`). The other kinds say how: ``items`` is a CSS selector (html)
+    or a dotted JSON path to the item list (json); feeds need neither. ``fields`` maps a
+    field name (title, link, summary, date, price, image) to a CSS selector relative to
+    the item, with ``@attr`` to read an attribute (``"a@href"``), or, for json, a dotted
+    path inside the item. ``render`` is ``browser`` for a page whose list is drawn by
+    scripts: it is rendered in a headless browser before it is read.
     """
 
     id: str
     url: str
-    kind: SourceKind = "html"
+    kind: SourceKind = "auto"
     items: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
     operator: str | None = None
     # For json sources embedded in a page: a CSS selector for the <script> holding it
     # (e.g. 'script#__NEXT_DATA__' or 'script[type="application/ld+json"]').
     script: str | None = None
+    render: Render = "http"
 
     def __post_init__(self) -> None:
+        if self.kind == "auto" and self.items:
+            # Selectors win when given: an items selector without a kind means html.
+            object.__setattr__(self, "kind", "html")
         unknown = set(self.fields) - set(FIELD_NAMES)
         if unknown:
             raise ValueError(
                 f"unknown field(s) {', '.join(sorted(unknown))}; use {', '.join(FIELD_NAMES)}"
             )
-        if self.kind not in ("html", "feed", "json"):
-            raise ValueError(f"unknown kind {self.kind!r}; use html, feed or json")
+        if self.kind not in ("auto", "html", "feed", "json"):
+            raise ValueError(f"unknown kind {self.kind!r}; use auto, html, feed or json")
+        if self.render not in ("http", "browser"):
+            raise ValueError(f"unknown render {self.render!r}; use http or browser")
         if self.kind == "html" and not self.items:
             raise ValueError("an html source needs an items selector")
 

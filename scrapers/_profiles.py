@@ -26,7 +26,7 @@ import yaml
 from scrapers._errors import ExtractError, ProfileError
 from scrapers._html import check_selector, parse_field_spec
 from scrapers._json import parse_json_path
-from scrapers._models import FIELD_NAMES, Source, SourceKind
+from scrapers._models import FIELD_NAMES, Render, Source, SourceKind
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -43,7 +43,18 @@ DEFAULT_EVERY = timedelta(hours=6)
 MIN_EVERY = timedelta(minutes=5)
 CHECKABLE = ("url", "kind", "items", "fields", "script")
 
-_KEYS = ("id", "operator", "url", "kind", "every", "items", "fields", "script", "unverified")
+_KEYS = (
+    "id",
+    "operator",
+    "url",
+    "kind",
+    "render",
+    "every",
+    "items",
+    "fields",
+    "script",
+    "unverified",
+)
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EVERY = re.compile(r"^(?:\d{1,6}[smhdw])+$")
 _EVERY_PART = re.compile(r"(\d+)([smhdw])")
@@ -174,10 +185,14 @@ class _Checker:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise self.fail("url", f"{url!r} is not an http(s) URL")
-        kind = self.text(entry, "kind") or "html"
-        if kind not in ("html", "feed", "json"):
-            raise self.fail("kind", f"{kind!r} is not a kind; use html, feed or json")
         items = self.text(entry, "items")
+        # Without a kind, selectors mean html (as before auto existed); else auto.
+        kind = self.text(entry, "kind") or ("html" if items is not None else "auto")
+        if kind not in ("auto", "html", "feed", "json"):
+            raise self.fail("kind", f"{kind!r} is not a kind; use auto, html, feed or json")
+        render = self.text(entry, "render") or "http"
+        if render not in ("http", "browser"):
+            raise self.fail("render", f"{render!r} is not a way to render; use http or browser")
         script = self.text(entry, "script")
         fields = self.fields(entry.get("fields"), kind)
         self.check_kind(kind, items, fields, script)
@@ -195,6 +210,7 @@ class _Checker:
                 fields=fields,
                 operator=operator,
                 script=script,
+                render=cast(Render, render),
             )
         except ValueError as exc:  # pragma: no cover - the checks above come first
             raise ProfileError(f"{self.where}: {self.id}: {exc}") from None
@@ -232,6 +248,10 @@ class _Checker:
                     raise self.fail(
                         field, "a feed takes none: items and fields are read as RSS/Atom"
                     )
+        if kind == "auto" and fields:
+            raise self.fail(
+                "fields", "auto finds the fields itself; give items too to pin selectors"
+            )
         if script is not None:
             if kind != "json":
                 raise self.fail("script", "only a json source reads a <script>")

@@ -74,6 +74,8 @@ def key_hash(key: str) -> str:
 def spec_of(source: Source) -> str:
     """A hash of how a source's page is read; changing a selector changes it."""
     described = [source.kind, source.items, sorted(source.fields.items()), source.script]
+    if source.render != "http":  # so a source that never set it keeps its old spec
+        described.append(source.render)
     return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
 
 
