@@ -6,6 +6,7 @@ database and reads no clock: fetching (:class:`Fetcher`), extraction
 detection (:func:`observe`) are all usable on their own.
 """
 
+from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
@@ -30,7 +31,7 @@ from scrapers._errors import (
     ProfileError,
     ScraperError,
 )
-from scrapers._extract import extract
+from scrapers._extract import Extraction, extract, extract_explained
 from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
@@ -62,8 +63,11 @@ __all__ = [
     "MIN_EVERY",
     "RECENT_PAST",
     "AdminEvent",
+    "Candidate",
     "Change",
+    "Detection",
     "ExtractError",
+    "Extraction",
     "FetchError",
     "FetchForbidden",
     "FetchRedirect",
@@ -85,10 +89,14 @@ __all__ = [
     "canonical_link",
     "changed_fields",
     "decode_text",
+    "detect",
+    "discover_feed",
     "extract",
+    "extract_explained",
     "fingerprint",
     "jittered",
     "load_profiles",
+    "looks_like_feed",
     "matches",
     "normalise_space",
     "observe",

@@ -15,7 +15,9 @@ and thresholds); a data allowance comes from the title, then the summary.
 Identity (``Promotion.key``) is the canonical link
 (:func:`~scrapers._links.canonical_link`); without a link, or when the link only points
 back at the page itself (``href="#"``, or the page's own URL: :func:`page_key`), it is
-``"title:"`` and a hash of the normalised title (:func:`title_key`).
+the item's own id where a reader found one (``"id:"`` and the id of an app state's
+object), else ``"title:"`` and a hash of the normalised title (:func:`title_key`). So the
+same promotion keeps its key whichever way the page was read.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def build_promotion(
     key = canonical_link(link) if link else None
     if key is not None and key == page_key:
         key = None  # a link back to the listing itself identifies nothing
+    ident = _tidy(raw.get("id"))
+    if key is None and ident:
+        key = "id:" + ident[:200]  # an app state's own id, when it gives no link
     summary = _clip(_tidy(raw.get("summary")), SUMMARY_LIMIT) or None
     date_text = _clip(_tidy(raw.get("date")), TEXT_LIMIT) or None
     price_text = _clip(_tidy(raw.get("price")), TEXT_LIMIT) or None

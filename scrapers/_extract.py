@@ -12,6 +12,9 @@ raw field texts (:data:`~scrapers._build.Raw`):
 ``json``
     Dotted paths into the page's JSON, or into the JSON of its ``<script>`` elements
     (:mod:`scrapers._json`).
+``auto``
+    No selectors: :func:`scrapers._auto.detect` finds the list itself (a feed, JSON-LD,
+    app state or repeated blocks) and says how (:func:`extract_explained`).
 
 Then :func:`~scrapers._build.build_promotion` turns every item into a Promotion the same
 way whichever reader found it: text normalised and clipped, links made absolute and
@@ -33,11 +36,12 @@ ExtractError, not a crash; each reader's module says how.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 
+from scrapers._auto import Detection, detect
 from scrapers._build import build_promotion as build_promotion
 from scrapers._build import page_key
-from scrapers._errors import ExtractError
 from scrapers._feed import feed_items
 from scrapers._html import html_items
 from scrapers._html import parse_field_spec as parse_field_spec
@@ -51,9 +55,17 @@ from scrapers._models import Promotion, Source
 # above mark those imports as re-exports.
 _html_items = html_items
 
-__all__ = ["extract"]
+__all__ = ["Extraction", "extract", "extract_explained"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The promotions of a page, and for ``kind: auto`` how they were found."""
+
+    promotions: list[Promotion]
+    detection: Detection | None = None
 
 
 def extract(source: Source, page_text: str, page_url: str, today: date) -> list[Promotion]:
@@ -63,9 +75,16 @@ def extract(source: Source, page_text: str, page_url: str, today: date) -> list[
     anchors year inference for dates written without a year. Raises
     :class:`~scrapers._errors.ExtractError` when the page cannot be read as configured.
     """
+    return extract_explained(source, page_text, page_url, today).promotions
+
+
+def extract_explained(source: Source, page_text: str, page_url: str, today: date) -> Extraction:
+    """:func:`extract`, with what ``kind: auto`` detected (strategy, score, runners-up)."""
+    detection: Detection | None = None
     if source.kind == "auto":
-        raise ExtractError("auto detection is not available yet", page_url)
-    if source.kind == "html":
+        detection = detect(page_text, page_url)
+        raws, base = detection.raws, detection.base_url
+    elif source.kind == "html":
         raws, base = html_items(source, page_text, page_url)
     elif source.kind == "feed":
         raws, base = feed_items(page_text, page_url), page_url
@@ -89,4 +108,4 @@ def extract(source: Source, page_text: str, page_url: str, today: date) -> list[
         len(raws),
         skipped,
     )
-    return promotions
+    return Extraction(promotions, detection)

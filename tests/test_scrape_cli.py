@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import WriteConfig
 from tests.servers import CARD, PromoSite
@@ -167,3 +168,118 @@ def test_a_selector_fix_fetches_the_page_again_and_rebaselines_silently(
     assert main(["promotions", "--active", "--json", "-c", str(config_file)]) == 0
     active = json.loads(capsys.readouterr().out)
     assert len(active) == len(result["promotions"])
+
+
+# --- kind: auto: a URL is enough -------------------------------------------------------
+
+
+@pytest.fixture
+def url_only(write_config: WriteConfig, db_url: str, site: PromoSite) -> Path:
+    return write_config(
+        f"""
+database: {db_url}
+sources:
+  - id: shop
+    operator: kcell
+    url: "{site.url}"
+"""
+    )
+
+
+def test_a_source_with_only_a_url_passes_check_and_finds_the_cards(
+    url_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "-c", str(url_only)]) == 0
+    capsys.readouterr()
+    code, [result] = scrape(capsys, "shop", "--dry-run", "--explain", "-c", str(url_only))
+    assert code == 0
+    titles = [p["title"] for p in result["promotions"]]
+    assert titles[:2] == ["eSIM за 0 ₸", "Роуминг 10 ГБ"]
+    assert "more" not in titles
+    explain = result["explain"]
+    assert explain["kind"] == "auto"
+    assert explain["chosen"]["strategy"] == "dom"
+    assert explain["chosen"]["selectors"]["items"].endswith("div.card")
+
+
+def test_explain_in_text_names_the_winner_and_what_it_passed_over(
+    url_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scrape", "shop", "--dry-run", "--explain", "-c", str(url_only)]) == 0
+    out = capsys.readouterr().out
+    assert "shop: kind auto" in out
+    assert "chose dom:" in out
+
+
+class Pages:
+    """A loopback server of fixed pages by path."""
+
+    def __init__(self, pages: dict[str, tuple[str, str]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        served = pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                kind, body = served.get(self.path, ("text/plain", ""))
+                data = body.encode("utf-8")
+                self.send_response(200 if self.path in served else 404)
+                self.send_header("Content-Type", f"{kind}; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FEED = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Акции</title>
+<item><title>Интернет 50 ГБ за 3 990 ₸</title><link>{url}/news/50gb</link></item>
+<item><title>Роуминг в ОАЭ со скидкой до 31 декабря</title><link>{url}/news/uae</link></item>
+</channel></rss>"""
+NAMING_PAGE = """<html><head><link rel="alternate" type="application/rss+xml" href="/rss.xml">
+</head><body><nav><a href="/a">Тарифы и услуги</a><a href="/b">Помощь абонентам</a></nav>
+</body></html>"""
+
+
+def test_a_page_that_names_a_feed_is_read_through_the_feed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served: dict[str, tuple[str, str]] = {"/news": ("text/html", NAMING_PAGE)}
+    pages = Pages(served)
+    served["/rss.xml"] = ("application/rss+xml", FEED.format(url=pages.url))
+    try:
+        code, [result] = scrape(
+            capsys, "--url", f"{pages.url}/news", "-c", str(tmp_path / "x.yaml")
+        )
+    finally:
+        pages.stop()
+    assert code == 0
+    assert [p["title"] for p in result["promotions"]] == [
+        "Интернет 50 ГБ за 3 990 ₸",
+        "Роуминг в ОАЭ со скидкой до 31 декабря",
+    ]
+    assert result["explain"]["feed_url"] == f"{pages.url}/rss.xml"
+    assert result["stored"] is False
+
+
+def test_url_preview_needs_no_config_and_prints_a_ready_entry(
+    site: PromoSite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.yaml"
+    assert main(["scrape", "--url", site.url, "-c", str(missing)]) == 0
+    out = capsys.readouterr().out
+    entry = out[out.index("sources:") :]
+    [source] = yaml.safe_load(entry)["sources"]
+    assert source["url"] == site.url
+    assert source["items"].endswith("div.card")
+    assert not missing.exists()

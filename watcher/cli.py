@@ -19,7 +19,7 @@ from scrapers import Page, Profile, Validators
 from watcher import __version__
 from watcher.app import App
 from watcher.channels import send_test
-from watcher.config import load_config
+from watcher.config import load_config, parse_config
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
 from watcher.masking import mask_phone, mask_url
@@ -122,6 +122,16 @@ def _parser() -> argparse.ArgumentParser:
         "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
     )
     scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
+    scrape.add_argument(
+        "--explain",
+        action="store_true",
+        help="say how kind: auto found the promotions, and which lists it passed over",
+    )
+    scrape.add_argument(
+        "--url",
+        metavar="URL",
+        help="preview any page without a config entry (implies --dry-run; prints an entry)",
+    )
     sources = command("sources", _sources, "show each promotion source's health and schedule")
     sources.add_argument("--json", action="store_true", help="machine-readable output")
     promotions = command("promotions", _promotions, "list known promotions, newest first")
@@ -327,6 +337,8 @@ def _scrape(args: argparse.Namespace) -> int:
     from scrapers import ScraperError, decode_text
     from watcher.promotions.jobs import extract_page
 
+    if args.url is not None:
+        return _preview_url(args)
     with _app(args) as app:
         profiles = app.loaded.config.source_profiles()
         if args.html_file is not None:
@@ -344,7 +356,7 @@ def _scrape(args: argparse.Namespace) -> int:
                 result.promotions = extract_page(profile, page, today)
             except ScraperError as exc:
                 result.error = exc
-            return _print_scrape([result], args.json, detail=True)
+            return _print_scrape([result], args.json, detail=True, explain=args.explain)
 
         chosen = _pick_profiles(profiles, args.source_ids or list(profiles), app.loaded.path)
         # A change found by hand is news like any other: unless this is a dry run, it
@@ -360,7 +372,54 @@ def _scrape(args: argparse.Namespace) -> int:
                 results = app.scrape(
                     chosen, dry_run=args.dry_run, on_done=lambda _: progress.advance(task)
                 )
-    return _print_scrape(results, args.json, detail=len(chosen) == 1)
+    return _print_scrape(results, args.json, detail=len(chosen) == 1, explain=args.explain)
+
+
+def _preview_url(args: argparse.Namespace) -> int:
+    """``scrape --url``: read any page the way kind: auto would, and print an entry."""
+    from urllib.parse import urlsplit
+
+    from scrapers import Profile, Source
+
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url {args.url!r} is not an http(s) URL")
+    if args.source_ids or args.html_file is not None:
+        raise UsageError("--url previews one page: give no SOURCE_ID and no --html-file")
+    path = _config_path(args)
+    # Without a config file the defaults apply: a preview needs no setup.
+    loaded = load_config(path) if path.exists() else parse_config("", str(path), os.environ)
+    profile = Profile(Source(id="preview", url=args.url, kind="auto"))
+    with App(loaded) as app:
+        [result] = app.scrape([profile], dry_run=True)
+    code = _print_scrape([result], args.json, detail=True, explain=True)
+    if not args.json and result.error is None and result.promotions:
+        print("\nTo watch this page, add to your config:\n")
+        print(_source_entry(result, parts.hostname))
+    return code
+
+
+def _source_entry(result: ScrapeResult, host: str) -> str:
+    """A ``sources:`` entry for what a preview found; selectors pinned if the DOM won."""
+    import yaml
+
+    name = re.sub(r"[^a-z0-9]+", "-", host.lower().removeprefix("www.")).strip("-")
+    entry: dict[str, Any] = {
+        "id": f"{name}-promo"[:60],
+        "operator": "OPERATOR-ID",
+        "url": result.feed_url or result.profile.source.url,
+    }
+    detection = result.detection
+    if result.feed_url is not None:
+        entry["kind"] = "feed"
+    elif detection is not None and detection.chosen is not None:
+        selectors = detection.chosen.selectors
+        if detection.chosen.strategy == "dom" and selectors:
+            # Pinned: what auto found today, frozen; delete these two lines to stay on auto.
+            entry["items"] = selectors["items"]
+            entry["fields"] = dict(selectors["fields"])
+    text = yaml.safe_dump({"sources": [entry]}, allow_unicode=True, sort_keys=False)
+    return text.replace("OPERATOR-ID", "OPERATOR-ID  # kcell, activ, beeline, tele2, altel...")
 
 
 def _sources(args: argparse.Namespace) -> int:
@@ -492,10 +551,13 @@ def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -
     return [profiles[i] for i in ids]
 
 
-def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -> int:
+def _print_scrape(
+    results: list[ScrapeResult], as_json: bool, *, detail: bool, explain: bool = False
+) -> int:
     failed = sum(1 for r in results if r.error is not None)
     if as_json:
-        print(json.dumps([_scrape_json(r) for r in results], ensure_ascii=False, indent=2))
+        rows = [_scrape_json(r, explain=explain) for r in results]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 1 if failed else 0
     from rich.console import Console
     from rich.table import Table
@@ -510,6 +572,8 @@ def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -
             for kind in ("new", "changed", "ended")
         }
         note = str(r.error) if r.error else ("" if r.stored else "not stored")
+        if r.error is None and r.detection is not None and r.detection.hint:
+            note = f"{note}; {r.detection.hint}".lstrip("; ")
         if not r.profile.verified:
             note = f"{note}; unverified: {', '.join(r.profile.unverified)}".lstrip("; ")
         summary.add_row(
@@ -531,11 +595,45 @@ def _print_scrape(results: list[ScrapeResult], as_json: bool, *, detail: bool) -
                 price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else ""
                 table.add_row(p.title, dates, price, p.link or "")
             console.print(table)
+    if explain:
+        for r in results:
+            for line in _explanation(r):
+                console.print(line, markup=False, highlight=False)
     return 1 if failed else 0
 
 
-def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
-    return {
+def _explanation(result: ScrapeResult) -> list[str]:
+    """How kind: auto read a page: the winner with its score, and why the others lost."""
+    detection = result.detection
+    source = result.profile.source
+    if detection is None:
+        how = "by its selectors" if source.kind != "auto" else "not read"
+        return [f"{result.profile.id}: read {how} (kind {source.kind})"]
+    lines = [f"{result.profile.id}: kind auto"]
+    if result.feed_url:
+        lines.append(f"  the page names a feed, read instead: {result.feed_url}")
+    chosen = detection.chosen
+    if chosen is None:
+        lines.append(f"  {detection.hint}")
+    else:
+        lines.append(
+            f"  chose {chosen.strategy}: {chosen.where} "
+            f"(score {chosen.score:.1f}, {len(chosen.raws)} items)"
+        )
+    for candidate in detection.runners_up[:8]:
+        sample = ", ".join(repr(title[:40]) for title in candidate.titles[:3])
+        lines.append(
+            f"  passed over {candidate.strategy}: {candidate.where} "
+            f"(score {candidate.score:.1f}, {len(candidate.raws)} items: {sample}): "
+            f"{candidate.reason}"
+        )
+    if len(detection.runners_up) > 8:
+        lines.append(f"  ... and {len(detection.runners_up) - 8} smaller lists")
+    return lines
+
+
+def _scrape_json(result: ScrapeResult, *, explain: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {
         "source": result.profile.id,
         "status": result.status,
         "error": str(result.error) if result.error else None,
@@ -543,6 +641,34 @@ def _scrape_json(result: ScrapeResult) -> dict[str, Any]:
         "changes": [{"kind": c.kind, "key": c.promotion.key} for c in result.changes],
         "alerts": result.alerts,
         "promotions": [promotion.to_json() for promotion in result.promotions],
+    }
+    if explain:
+        row["explain"] = _detection_json(result)
+    return row
+
+
+def _detection_json(result: ScrapeResult) -> dict[str, Any]:
+    detection = result.detection
+    if detection is None:
+        return {"kind": result.profile.source.kind, "strategy": "selectors"}
+
+    def candidate(c: Any) -> dict[str, Any]:
+        return {
+            "strategy": c.strategy,
+            "where": c.where,
+            "score": c.score,
+            "items": len(c.raws),
+            "titles": c.titles[:5],
+            "reason": c.reason or None,
+            "selectors": dict(c.selectors) if c.selectors else None,
+        }
+
+    return {
+        "kind": "auto",
+        "feed_url": result.feed_url,
+        "chosen": candidate(detection.chosen) if detection.chosen else None,
+        "runners_up": [candidate(c) for c in detection.runners_up[:20]],
+        "hint": detection.hint,
     }
 
 

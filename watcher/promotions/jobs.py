@@ -10,21 +10,25 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from sqlalchemy import select
 
 from scrapers import (
     Change,
+    Detection,
     Fetcher,
     Page,
     Profile,
     Promotion,
     ScraperError,
     Validators,
+    discover_feed,
     extract,
+    extract_explained,
     jittered,
+    looks_like_feed,
     observe,
 )
 from watcher.db.engine import Database
@@ -45,6 +49,8 @@ class ScrapeResult:
     promotions: list[Promotion] = field(default_factory=list)
     error: ScraperError | None = None
     not_modified: bool = False
+    detection: Detection | None = None  # kind auto: how the promotions were found
+    feed_url: str | None = None  # kind auto: the feed the page named, read instead
     validators: Validators | None = None  # the page's, to make the next fetch conditional
     changes: list[Change] = field(default_factory=list)
     alerts: int = 0  # subscriber alerts written for the changes
@@ -72,7 +78,10 @@ async def fetch_all(
     """Fetch and extract every source; errors become results, never exceptions.
 
     ``validators`` (by source id) make the requests conditional; a 304 is reported as
-    ``not_modified`` with nothing extracted.
+    ``not_modified`` with nothing extracted. A ``kind: auto`` page that names a feed
+    with ``<link rel="alternate">`` has the feed read instead, fetched by the same
+    fetcher (robots, politeness, the private-network rule); if the feed fails or lists
+    nothing, the page is read as it is.
     """
 
     async def one(profile: Profile) -> ScrapeResult:
@@ -82,7 +91,7 @@ async def fetch_all(
             if page.not_modified:
                 result.not_modified = True
             else:
-                result.promotions = extract_page(profile, page, today)
+                await _read(profile, page, fetcher, today, result)
                 result.validators = page.validators
         except ScraperError as exc:
             result.error = exc
@@ -92,6 +101,31 @@ async def fetch_all(
         return result
 
     return list(await asyncio.gather(*(one(profile) for profile in profiles)))
+
+
+async def _read(
+    profile: Profile, page: Page, fetcher: Fetcher, today: date, result: ScrapeResult
+) -> None:
+    source, text = profile.source, page.text or ""
+    if source.kind == "auto" and not looks_like_feed(text):
+        feed_url = discover_feed(text, page.url)
+        if feed_url is not None and feed_url != page.url:
+            try:
+                feed = await fetcher.fetch(feed_url)
+                reading = extract_explained(
+                    replace(source, url=feed_url), feed.text or "", feed.url, today
+                )
+            except ScraperError as exc:
+                log.info(
+                    "source %s: the feed it names failed, reading the page: %s", source.id, exc
+                )
+            else:
+                if reading.promotions:
+                    result.promotions, result.detection = reading.promotions, reading.detection
+                    result.feed_url = feed_url
+                    return
+    reading = extract_explained(source, text, page.url, today)
+    result.promotions, result.detection = reading.promotions, reading.detection
 
 
 def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[str, Validators]:
