@@ -318,6 +318,33 @@ def test_a_page_that_suddenly_has_no_promotions_is_reported_as_a_layout_change(
     assert sent_to(webhook, "admin")[-1]["title"].endswith("finds promotions again")
 
 
+def test_selectors_that_stop_matching_fall_back_to_auto_and_the_admin_is_told_once(
+    make_app: MakeApp, site: PromoSite, webhook: WebhookReceiver
+) -> None:
+    app = make_app(alice('{"on": [new, changed, ended]}'))
+    cycle(app)  # the baseline, read by the selectors
+    # The operator redesigns the page: the same promotions, other markup.
+    site.raw = (
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        "".join(
+            f'<article class="tile"><h3>{card["title"]}</h3><a href="{card["href"]}">Подробнее</a>'
+            f"<b class='tile-price'>{card['price']}</b></article>"
+            for card in site.cards
+        ).encode(),
+    )
+    [result] = app.scrape(list(app.loaded.config.watched_sources().values()))
+    assert result.fell_back and len(result.promotions) == 2
+    assert result.changes == []  # a silent new baseline: nothing is "new", nothing "ended"
+    app.flush_promotions()
+    app.deliver()
+    cycle(app)
+    [stale] = sent_to(webhook, "admin")  # once, however many scrapes fall back
+    assert stale["title"] == "SIM Watcher: selectors of kcell-promo stopped matching"
+    assert "auto found 2 promotions" in stale["message"]
+    assert sent_to(webhook, "alice") == []
+
+
 def test_robots_txt_disallowing_the_page_is_a_source_error_without_a_request(
     make_app: MakeApp, site: PromoSite, webhook: WebhookReceiver
 ) -> None:

@@ -444,3 +444,23 @@ def test_upgrading_a_database_with_reminders_keeps_them(db_url: str) -> None:
         assert promotion(database, "a").key_hash == key_hash(A.key)
     finally:
         database.close()
+
+
+def test_a_page_read_another_way_than_last_time_is_a_silent_new_baseline(
+    database: Database,
+) -> None:
+    scrape(database, [A], T0)  # the baseline, read_as not recorded: no opinion
+    with database.session() as session:
+        state = load_state(session, SOURCE)
+        save_outcome(
+            session,
+            SOURCE,
+            observe(SRC, state, [A, B]),
+            now=T0 + timedelta(hours=1),
+            validators=None,
+            read_as="auto:dom",
+        )
+    with database.session() as session:
+        assert load_state(session, SOURCE, "auto:dom").baseline_done
+        assert load_state(session, SOURCE).baseline_done  # a 304 or a failure: no change
+        assert not load_state(session, SOURCE, "auto:state").baseline_done

@@ -77,6 +77,7 @@ __all__ = [
     "reminder_key",
     "reminder_key_sql",
     "report_to_admin",
+    "selectors_stale_key",
     "source_event_key",
 ]
 
@@ -148,6 +149,11 @@ def promotion_key(user: str, first_alert_id: int) -> str:
 def source_event_key(source_id: str, event: str, run: int) -> str:
     """An admin message about a promotion source (failing, recovered...) in one run."""
     return f"source:{source_id}:{event}:{run}"
+
+
+def selectors_stale_key(source_id: str, spec: str) -> str:
+    """The admin message that a source's selectors (this version of them) stopped matching."""
+    return f"source:{source_id}:selectors-stale:{spec[:16]}"
 
 
 def dead_letter_key(row_id: int) -> str:

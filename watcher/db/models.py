@@ -209,6 +209,9 @@ class SourceRow(Base):
     url: Mapped[str] = mapped_column(Text)
     # A hash of how the page is read (kind, selectors): validators are kept per (url, spec).
     spec: Mapped[str | None] = mapped_column(String(64))
+    # How the last good scrape read the page: the kind, or what auto found (feed, jsonld,
+    # state, dom). A change is a silent new baseline.
+    read_as: Mapped[str | None] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(8))
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)

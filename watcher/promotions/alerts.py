@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scrapers import AdminEvent, Change, matches
+from scrapers import AdminEvent, Change, Source, matches
 from watcher import outbox
 from watcher.clock import local_instant
 from watcher.config import LoadedConfig
@@ -35,6 +35,7 @@ from watcher.db.engine import dialect_insert
 from watcher.db.models import PromotionAlertRow, PromotionChangeRow, PromotionRow, SourceRow
 from watcher.messages import Message, PromotionItem, render_promotions
 from watcher.outbox import Kind, NewMessage
+from watcher.promotions.store import spec_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ __all__ = [
     "flush",
     "match",
     "report_source_events",
+    "report_stale_selectors",
 ]
 
 DigestKind = Literal["immediate", "daily", "weekly"]
@@ -234,6 +236,25 @@ def report_source_events(
             continue
         key = outbox.source_event_key(event.source_id, event.kind, run)
         outbox.enqueue(session, outbox.admin_messages(key, audience.admin_targets, message), now)
+
+
+def report_stale_selectors(
+    session: Session, audience: Audience, source: Source, found: int, now: datetime
+) -> None:
+    """Tell the admin, once per version of a source's selectors, that auto stood in."""
+    title = f"SIM Watcher: selectors of {source.id} stopped matching"
+    body = (
+        f"selectors of {source.id} stopped matching; auto found {found} promotions. "
+        "Until the selectors are fixed (or removed, to stay on auto), each scrape reads "
+        f"the page with auto. Try `watcher scrape {source.id} --dry-run --explain`."
+    )
+    if not audience.admin_targets:
+        log.error("%s (no admin channel configured): %s", title, body)
+        return
+    key = outbox.selectors_stale_key(source.id, spec_of(source))
+    outbox.enqueue(
+        session, outbox.admin_messages(key, audience.admin_targets, Message(title, body)), now
+    )
 
 
 _ADMIN_TITLES = {

@@ -33,7 +33,12 @@ from scrapers import (
 )
 from watcher.db.engine import Database
 from watcher.db.models import SourceRow
-from watcher.promotions.alerts import Audience, match, report_source_events
+from watcher.promotions.alerts import (
+    Audience,
+    match,
+    report_source_events,
+    report_stale_selectors,
+)
 from watcher.promotions.store import load_state, load_validators, save_outcome, spec_of
 
 log = logging.getLogger(__name__)
@@ -51,10 +56,23 @@ class ScrapeResult:
     not_modified: bool = False
     detection: Detection | None = None  # kind auto: how the promotions were found
     feed_url: str | None = None  # kind auto: the feed the page named, read instead
+    fell_back: bool = False  # the selectors matched nothing, and auto found the list
     validators: Validators | None = None  # the page's, to make the next fetch conditional
     changes: list[Change] = field(default_factory=list)
     alerts: int = 0  # subscriber alerts written for the changes
     stored: bool = False
+
+    @property
+    def read_as(self) -> str | None:
+        """How a good scrape read the page (None: not read, or auto found nothing)."""
+        if self.error is not None or self.not_modified:
+            return None
+        if self.feed_url is not None:
+            return "feed-link"
+        if self.detection is not None:
+            chosen = self.detection.chosen
+            return None if chosen is None else f"auto:{chosen.strategy}"
+        return self.profile.source.kind
 
     @property
     def status(self) -> str:
@@ -126,6 +144,20 @@ async def _read(
                     return
     reading = extract_explained(source, text, page.url, today)
     result.promotions, result.detection = reading.promotions, reading.detection
+    if not reading.promotions and source.kind in ("html", "json") and not looks_like_feed(text):
+        # The selectors match nothing: if auto finds a list, this scrape uses it (the
+        # admin hears of it once), rather than the page looking empty.
+        rescue = extract_explained(
+            replace(source, kind="auto", items=None, fields={}), text, page.url, today
+        )
+        if rescue.promotions:
+            result.promotions, result.detection = rescue.promotions, rescue.detection
+            result.fell_back = True
+            log.warning(
+                "source %s: its selectors match nothing; auto found %d promotions",
+                source.id,
+                len(rescue.promotions),
+            )
 
 
 def stored_validators(database: Database, profiles: Sequence[Profile]) -> dict[str, Validators]:
@@ -156,7 +188,7 @@ def store_results(
         profile = result.profile
         source = profile.source
         with database.session() as session:
-            state = load_state(session, source)
+            state = load_state(session, source, result.read_as)
             seen: Sequence[Promotion] | ScraperError
             if result.error is not None:
                 seen = result.error
@@ -177,11 +209,14 @@ def store_results(
                 validators=result.validators,
                 promotions=result.promotions,
                 next_fetch_at=next_fetch_time(profile, now, rng),
+                read_as=result.read_as,
             )
             if audience is not None:
                 if rows:
                     result.alerts = match(session, audience, source.id, outcome.changes, rows, now)
                 report_source_events(session, audience, outcome.admin, outcome.state.run, now)
+                if result.fell_back:
+                    report_stale_selectors(session, audience, source, len(result.promotions), now)
             elif outcome.admin:
                 for event in outcome.admin:
                     log.warning("source %s: %s", event.source_id, event.message)

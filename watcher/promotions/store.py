@@ -79,12 +79,13 @@ def spec_of(source: Source) -> str:
     return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
 
 
-def load_state(session: Session, source: Source) -> SourceState:
+def load_state(session: Session, source: Source, read_as: str | None = None) -> SourceState:
     """What change detection remembers about a source; ``SourceState()`` if never saved.
 
-    A source now read another way than its stored ``spec`` (a selector fixed) may key
-    the same promotions differently, so its next good scrape is a silent baseline
-    again rather than a flood of "new".
+    A source now read another way than its stored ``spec`` (a selector fixed), or than
+    the way its last good scrape was read (``read_as``: auto found the list by another
+    strategy), may key the same promotions differently, so its next good scrape is a
+    silent baseline again rather than a flood of "new".
     """
     row = session.get(SourceRow, source.id)
     if row is None:
@@ -99,6 +100,8 @@ def load_state(session: Session, source: Source) -> SourceState:
     known = {promotion.key: Known(**promotion._asdict()) for promotion in rows}
     state = SourceState(known=known, **{name: getattr(row, name) for name in _STATE_FIELDS})
     if row.spec is not None and row.spec != spec_of(source):
+        return replace(state, baseline_done=False)
+    if read_as is not None and row.read_as is not None and read_as != row.read_as:
         return replace(state, baseline_done=False)
     return state
 
@@ -132,6 +135,7 @@ def save_outcome(
     validators: Validators | None,
     promotions: Sequence[Promotion] = (),
     next_fetch_at: datetime | None = None,
+    read_as: str | None = None,
 ) -> list[PromotionChangeRow]:
     """Store what observing one scrape of ``source`` produced; return its change rows.
 
@@ -147,7 +151,8 @@ def save_outcome(
     turn the next fetch into a 304 and the page would never be read again). Change
     detection does not keep a promotion's image and data allowance; they are taken
     from the scrape's ``promotions`` when given, else from ``outcome.changes``.
-    ``next_fetch_at``, when given, is stored for the scheduler.
+    ``next_fetch_at``, when given, is stored for the scheduler, and ``read_as`` (how a
+    good scrape read the page) for :func:`load_state`.
 
     A page of promotions costs a fixed number of statements, not one per promotion.
     """
@@ -166,6 +171,8 @@ def save_outcome(
         return []
     replay = row.run == state.run
     _write_source(row, source, state, now, validators, next_fetch_at)
+    if read_as is not None:
+        row.read_as = read_as
     ids = _write_promotions(session, source.id, state, now, _extras(outcome.changes, promotions))
     if not outcome.changes:
         return []
