@@ -29,6 +29,7 @@ import gc
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -52,6 +53,7 @@ TARGET_BYTES = 250_000
 FULL_ROUNDS = 15
 QUICK_ROUNDS = 5
 MIN_RATIO = 10.0
+MAX_AUTO_RATIO = 3.0
 
 T = TypeVar("T")
 
@@ -159,8 +161,16 @@ def run(options: Options) -> Result:
     def theirs() -> list[Promotion]:
         return soup_extract(source, page, PAGE_URL, today)
 
+    # kind: auto on the same page: no selectors, every strategy tried.
+    unpinned = replace(source, kind="auto", items=None, fields={})
+
+    def auto() -> list[Promotion]:
+        return extract(unpinned, page, PAGE_URL, today)
+
     _, ours_result = _time(ours)  # warm-up, and the outputs to compare
     _, theirs_result = _time(theirs)
+    _, auto_result = _time(auto)
+    auto_times: list[float] = []
     fast: list[float] = []
     slow: list[float] = []
     fast_items: list[float] = []
@@ -170,6 +180,7 @@ def run(options: Options) -> Result:
         slow.append(_time(theirs)[0])
         fast_items.append(_time(lambda: _html_items(source, page, PAGE_URL))[0])
         slow_items.append(_time(lambda: soup_items(source, page, PAGE_URL))[0])
+        auto_times.append(_time(auto)[0])
     if not ours_result:
         raise RuntimeError("the generated page yields no promotions: the benchmark is broken")
     same = ours_result == theirs_result
@@ -193,6 +204,18 @@ def run(options: Options) -> Result:
     result.add(
         "parse + select only (no shared post-processing)",
         f"{ms(median(fast_items))} vs {ms(median(slow_items))}: {items_ratio:.1f}x",
+    )
+    auto_ratio = median([a / f for f, a in zip(fast, auto_times, strict=True)])
+    result.add("kind auto pipeline (no selectors), median", ms(median(auto_times)))
+    result.add(
+        "ratio auto / selectors",
+        f"{auto_ratio:.2f}x",
+        f"<= {MAX_AUTO_RATIO:.0f}x",
+        auto_ratio <= MAX_AUTO_RATIO,
+    )
+    same_titles = [p.title for p in auto_result] == [p.title for p in ours_result]
+    result.add(
+        "  auto finds the same promotions", "yes" if same_titles else "NO", "yes", same_titles
     )
     result.notes.append(f"selectolax rounds: {', '.join(ms(s) for s in fast)}")
     result.notes.append(f"BeautifulSoup rounds: {', '.join(ms(s) for s in slow)}")

@@ -111,7 +111,10 @@ _MAIN_WORDS = re.compile(r"(?<![a-z])(?:main|content|promo|promos|offers?|action
 _TITLE_CLASS = re.compile(r"title|heading|header|name|caption|headline|subject", re.I)
 _DATE_CLASS = re.compile(r"date|period|time|valid|срок|deadline", re.I)
 _PRICE_CLASS = re.compile(r"price|cost|tariff|amount|sum", re.I)
-_STATE_CLASSES = re.compile(r"^(?:active|is-|js-|selected|current|first|last|odd|even|show)")
+# Classes that vary between blocks of one list: states, and BEM modifiers (card--promo).
+_STATE_CLASSES = re.compile(
+    r"^(?:active|is-|has-|js-|selected|current|first|last|odd|even|show|hidden)|--"
+)
 _PAGER_TEXT = re.compile(r"^(?:\d{1,3}|[«»‹›<>←→…]|next|prev(?:ious)?|далее|назад|вперёд)$", re.I)
 _STATE_ASSIGN = re.compile(
     r"(?:window\.)?(__[A-Z][A-Z0-9_]*__|__NUXT__|__APOLLO_STATE__|__PRELOADED_STATE__)\s*=\s*"
@@ -590,7 +593,7 @@ def _signature(node: LexborNode) -> str:
     classes = sorted(
         name
         for name in (node.attributes.get("class") or "").split()
-        if not _STATE_CLASSES.match(name)
+        if not _STATE_CLASSES.search(name)
     )
     return (node.tag or "") + "".join(f".{name}" for name in classes[:4])
 
