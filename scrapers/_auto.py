@@ -109,8 +109,11 @@ _CHROME_WORDS = re.compile(
 )
 _MAIN_WORDS = re.compile(r"(?<![a-z])(?:main|content|promo|promos|offers?|actions?|news)(?![a-z])")
 _TITLE_CLASS = re.compile(r"title|heading|header|name|caption|headline|subject", re.I)
-_DATE_CLASS = re.compile(r"date|period|time|valid|срок|deadline", re.I)
+# A promotion's period, not a news card's publication date (<time>, .date), which would
+# read as the promotion's start: the title and summary are searched for the period too.
+_DATE_CLASS = re.compile(r"period|valid|срок|deadline|until|expir|duration|dates|term", re.I)
 _PRICE_CLASS = re.compile(r"price|cost|tariff|amount|sum", re.I)
+_SUMMARY_CLASS = re.compile(r"lead|desc|text|summary|teaser|excerpt|subtitle|intro", re.I)
 # Classes that vary between blocks of one list: states, and BEM modifiers (card--promo).
 _STATE_CLASSES = re.compile(
     r"^(?:active|is-|has-|js-|selected|current|first|last|odd|even|show|hidden)|--"
@@ -679,8 +682,8 @@ def _dom_item(node: LexborNode) -> _Item | None:
     summary_node = next(
         (p for p in node.css("p") if normalise_space(p.text(separator=" ")) not in ("", title)),
         None,
-    )
-    date_node = node.css_first("time") or _by_class(node, _DATE_CLASS)
+    ) or _by_class(node, _SUMMARY_CLASS)
+    date_node = _by_class(node, _DATE_CLASS)
     price_node = _by_class(node, _PRICE_CLASS)
     date_text = None
     if date_node is not None:
