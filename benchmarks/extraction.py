@@ -2,8 +2,8 @@
 
 The page is the reconstructed Kcell news listing (``tests/fixtures/pages/kcell_news.html``)
 with its cards repeated, each copy linking to its own page, until the page is about
-250 KB; it is read with the selectors written for it, and with ``kind: auto``. Nothing is fetched: the
-page is a string in memory, and both contenders start from it.
+250 KB; it is read with the selectors written for it, and with ``kind: auto``. Nothing
+is fetched: the page is a string in memory, and both contenders start from it.
 
 - **selectolax**: :func:`scrapers._extract.extract`, everything it does (the nesting-depth
   scan, lexbor parsing, CSS selection, link and text handling, date/price parsing).
