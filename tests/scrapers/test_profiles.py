@@ -60,13 +60,14 @@ def test_built_in_sources_are_on_their_operators_own_website() -> None:
 
 def test_every_built_in_profile_says_in_a_comment_what_is_unverified() -> None:
     lines = BUILTIN_PROFILES.read_text(encoding="utf-8").splitlines()
-    for profile_id in load_profiles():
+    for profile_id, profile in load_profiles().items():
         index = lines.index(f"  - id: {profile_id}")
         comment: list[str] = []
         while lines[index - 1].startswith("  #"):
             index -= 1
             comment.insert(0, lines[index])
-        assert "UNVERIFIED: url, items, fields" in "\n".join(comment), profile_id
+        said = f"UNVERIFIED: {', '.join(profile.unverified)}"
+        assert said in "\n".join(comment), profile_id
 
 
 def test_a_user_file_replaces_the_built_in_one(tmp_path: Path) -> None:
