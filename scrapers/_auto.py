@@ -108,6 +108,27 @@ _CHROME_WORDS = re.compile(
     r"toolbar|topbar|search|login|auth|modal|popup|subscribe)(?![a-z])"
 )
 _MAIN_WORDS = re.compile(r"(?<![a-z])(?:main|content|promo|promos|offers?|actions?|news)(?![a-z])")
+# A class naming one block: post-799, item_12, card-3f2a (a number of 2+ digits, or hex).
+_ITEM_CLASS = re.compile(r"\d{2,}|[-_](?:[0-9a-f]{6,})$")
+# Utility-CSS headings (Tailwind and the like): large or bold text; small caps are labels.
+_BIG_TEXT = re.compile(
+    r"(?:^|\s)(?:text-(?:lg|xl|[2-9]xl)|font-(?:bold|semibold|extrabold|black))(?=\s|$)"
+)
+_SMALL_TEXT = re.compile(
+    r"(?:^|\s)(?:text-(?:xs|sm)|uppercase|badge|tag|label|chip|category)", re.I
+)
+_LETTER = re.compile(r"[^\W\d_]")
+_DOCUMENT = re.compile(r"\.(?:pdf|docx?|xlsx?|pptx?|zip|rar)(?:$|[?#])", re.I)
+# Words that make a block read as an offer rather than a contact card or a document.
+_PROMO_WORDS = re.compile(
+    r"акци|скидк|бонус|бесплат|подар|кэшбэк|кешбэк|тариф|роуминг|безлимит|выгод|"
+    r"предложени|розыгрыш|пакет|интернет|минут|смс|рассрочк|"
+    r"жеңілдік|сыйлық|тегін|ұтыс|"
+    r"esim|\b[45]g\b|\bгб\b|\bgb\b|\bмб\b|₸|\bтг\b|тенге|теңге|kzt|%|"
+    r"\boffer|\bfree\b|discount|bonus|\bgift|\bdeal|\bsave\b|\bsale\b|promo|unlimited|"
+    r"roaming|\bdata\b|\bplan\b|cashback|instal",
+    re.I,
+)
 _TITLE_CLASS = re.compile(r"title|heading|header|name|caption|headline|subject", re.I)
 # A promotion's period, not a news card's publication date (<time>, .date), which would
 # read as the promotion's start: the title and summary are searched for the period too.
@@ -593,12 +614,17 @@ def _dom_candidates(tree: LexborHTMLParser) -> list[Candidate]:
 
 
 def _signature(node: LexborNode) -> str:
-    classes = sorted(
+    """Tag and the first two classes that do not vary between the blocks of one list.
+
+    Left out: states (active, is-open), BEM modifiers (card--promo) and classes with a
+    digit (post-799, col-4 stays: it is the same on every block), which name one block.
+    """
+    classes = [
         name
         for name in (node.attributes.get("class") or "").split()
-        if not _STATE_CLASSES.search(name)
-    )
-    return (node.tag or "") + "".join(f".{name}" for name in classes[:4])
+        if not _STATE_CLASSES.search(name) and not _ITEM_CLASS.search(name)
+    ]
+    return (node.tag or "") + "".join(f".{name}" for name in classes[:2])
 
 
 def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) -> Candidate | None:
@@ -617,6 +643,8 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
     priced = sum(item.priced for item in good) / len(good)
     length = sum(item.length for item in good) / len(good)
     distinct = len(set(titles)) / len(titles)
+    promotional = sum(item.promotional for item in good) / len(good)
+    documents = sum(item.document for item in good) / len(good)
     score = (
         math.log2(len(good) + 1)
         * min(words / 2.5, 2.5)
@@ -625,8 +653,16 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
         * (1 + dated + priced)
         * min(math.log10(length + 10) / 1.5, 2.0)
         * distinct
+        # Contact cards, team members and document lists repeat like offers, but say
+        # nothing of prices, data, discounts or gifts.
+        * (0.1 + promotional)
     )
     reasons = []
+    if promotional < 0.3:
+        reasons.append("says nothing of offers (no prices, data, discounts...)")
+    if documents > 0.5:
+        score *= 0.05
+        reasons.append("links to documents, not pages")
     if chrome:
         score *= 0.02
         reasons.append(f"inside {chrome}")
@@ -655,6 +691,8 @@ class _Item:
     priced: bool
     length: int
     title_selector: str | None
+    promotional: bool  # says offer things: a price, data, a discount, a gift...
+    document: bool  # links to a file (a PDF...) rather than a page
 
 
 def _dom_item(node: LexborNode) -> _Item | None:
@@ -672,11 +710,20 @@ def _dom_item(node: LexborNode) -> _Item | None:
     title = heading
     if not title:
         texts = [normalise_space(a.text(separator=" ")) for a in links]
-        title = next((t for t in texts if t and t.casefold() not in GENERIC_LINK_TEXTS), None)
+        title = next(
+            (
+                t
+                for t in texts
+                if t and t.casefold() not in GENERIC_LINK_TEXTS and _LETTER.search(t)
+            ),
+            None,
+        )
     if not title and node.tag == "tr":
         cells = [normalise_space(td.text(separator=" ")) for td in node.css("td, th")]
         title = next((c for c in cells if c and not _PAGER_TEXT.match(c)), None)
     if not title or title.casefold() in GENERIC_LINK_TEXTS or len(title) < 3:
+        return None
+    if not _LETTER.search(title):
         return None
     text = normalise_space(node.text(separator=" "))
     summary_node = next(
@@ -706,6 +753,8 @@ def _dom_item(node: LexborNode) -> _Item | None:
         priced=priced,
         length=len(text),
         title_selector=selector,
+        promotional=priced or bool(_PROMO_WORDS.search(text[:600])),
+        document=bool(href and _DOCUMENT.search(href)),
     )
 
 
@@ -729,13 +778,30 @@ def _heading(node: LexborNode) -> tuple[str | None, str | None]:
             if text and text.casefold() not in GENERIC_LINK_TEXTS and len(text) <= 300:
                 first = classes.split()[0]
                 return text, f"{found.tag}.{first}"
+    for found in node.traverse(include_text=False):
+        classes = found.attributes.get("class") or ""
+        if found is node or not _BIG_TEXT.search(classes) or _SMALL_TEXT.search(classes):
+            continue
+        text = normalise_space(found.text(separator=" "))
+        if _titleish(text):
+            return text, None
     for tag in ("strong", "b"):
         found = node.css_first(tag)
         if found is not None:
             text = normalise_space(found.text(separator=" "))
-            if len(text.split()) >= 2 and text.casefold() not in GENERIC_LINK_TEXTS:
+            if _titleish(text):
                 return text, tag
     return None, None
+
+
+def _titleish(text: str) -> bool:
+    """Two words or more, with letters, not a "Read more": what a heading says."""
+    return (
+        len(text.split()) >= 2
+        and bool(_LETTER.search(text))
+        and text.casefold() not in GENERIC_LINK_TEXTS
+        and len(text) <= 300
+    )
 
 
 def _by_class(node: LexborNode, pattern: re.Pattern[str]) -> LexborNode | None:
