@@ -67,10 +67,6 @@ __all__ = ["RenderSettings", "Renderer", "find_chromium", "render_unavailable"]
 log = logging.getLogger(__name__)
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-INSTALL_HINT = (
-    "render: browser needs Playwright and Chromium: pip install 'sim-watcher[browser]' "
-    "and apt-get install chromium, or set scraping.browser_url"
-)
 # Playwright's names for what a promotion list never needs.
 _BLOCKED_TYPES = frozenset({"image", "font", "media", "stylesheet"})
 _CLOSE_GRACE = 5.0  # seconds a closing page (or browser) gets before its process is killed

@@ -18,9 +18,11 @@ from sqlalchemy import select
 from scrapers import (
     Change,
     Fetcher,
+    FetchError,
     Page,
     Profile,
     Promotion,
+    Renderer,
     ScraperError,
     Validators,
     extract,
@@ -68,17 +70,26 @@ async def fetch_all(
     today: date,
     validators: Mapping[str, Validators] | None = None,
     on_done: Callable[[ScrapeResult], None] | None = None,
+    renderer: Renderer | None = None,
 ) -> list[ScrapeResult]:
     """Fetch and extract every source; errors become results, never exceptions.
 
     ``validators`` (by source id) make the requests conditional; a 304 is reported as
-    ``not_modified`` with nothing extracted.
+    ``not_modified`` with nothing extracted. Sources with ``render: browser`` are
+    rendered by ``renderer`` instead (never conditionally).
     """
+
+    async def get(profile: Profile) -> Page:
+        if profile.source.render == "browser":
+            if renderer is None:
+                raise FetchError("render: browser, but no browser was set up", profile.source.url)
+            return await renderer.render(profile.source.url)
+        return await fetcher.fetch(profile.source.url, (validators or {}).get(profile.id))
 
     async def one(profile: Profile) -> ScrapeResult:
         result = ScrapeResult(profile)
         try:
-            page = await fetcher.fetch(profile.source.url, (validators or {}).get(profile.id))
+            page = await get(profile)
             if page.not_modified:
                 result.not_modified = True
             else:
