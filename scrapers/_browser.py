@@ -320,8 +320,17 @@ class Renderer:
         size = 0
         context = None
         try:
+            # Starting the browser is bounded on its own: it is not the page's time.
             async with asyncio.timeout(settings.timeout):
                 browser = await self._ready()
+        except TimeoutError as exc:
+            await self._discard_browser()
+            raise FetchTimeout(f"the browser did not start in {settings.timeout:g} s", url) from exc
+        except PlaywrightError as exc:
+            await self._discard_browser()
+            raise FetchError(f"could not start the browser: {_first_line(exc)}", url) from exc
+        try:
+            async with asyncio.timeout(settings.timeout) as deadline:
                 context = await browser.new_context(**self._context_options())
                 context.set_default_timeout(settings.timeout * 1000)
                 await context.route("**/*", guard.route)
@@ -340,11 +349,12 @@ class Renderer:
                 outcome = str(status)
                 if not 200 <= status < 300:
                     raise FetchStatus(f"HTTP {status} from {where}", url, status=status)
-                if settings.settle:
+                # Within the page's bound, leaving a second to read the DOM.
+                left = (deadline.when() or 0.0) - asyncio.get_running_loop().time() - 1.0
+                settle = min(settings.settle, left)
+                if settle > 0:
                     try:
-                        await page.wait_for_load_state(
-                            "networkidle", timeout=settings.settle * 1000
-                        )
+                        await page.wait_for_load_state("networkidle", timeout=settle * 1000)
                     except PlaywrightTimeout:
                         log.debug("%s: the network did not go quiet; reading it as it is", where)
                 text = await page.content()
@@ -362,6 +372,9 @@ class Renderer:
                 )
         except TimeoutError as exc:
             outcome = "Timeout"
+            if context is None:  # the browser did not even open a page: it is not answering
+                log.warning("the browser did not open a page in time; killing it")
+                await self._discard_browser()
             raise FetchTimeout(
                 f"{where} took longer than {settings.timeout:g} s to render", url
             ) from exc
