@@ -1,12 +1,13 @@
 """Promotion scrapers: page in, promotions out.
 
 A library for the daemon to wire in. It imports nothing from ``watcher``, opens no
-database and reads no clock: fetching (:class:`Fetcher`), extraction
-(:func:`extract`), the date/price parsers, the built-in source profiles and change
-detection (:func:`observe`) are all usable on their own.
+database and reads no clock: fetching (:class:`Fetcher`, or :class:`Renderer` for pages
+drawn by scripts), extraction (:func:`extract`), the date/price parsers, the built-in
+source profiles and change detection (:func:`observe`) are all usable on their own.
 """
 
 from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
+from scrapers._browser import Renderer, RenderSettings, find_chromium, render_unavailable
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
@@ -82,6 +83,8 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Promotion",
+    "RenderSettings",
+    "Renderer",
     "ScraperError",
     "Source",
     "SourceState",
@@ -93,6 +96,7 @@ __all__ = [
     "discover_feed",
     "extract",
     "extract_explained",
+    "find_chromium",
     "fingerprint",
     "jittered",
     "load_profiles",
@@ -105,6 +109,7 @@ __all__ = [
     "parse_every",
     "parse_price",
     "profile_from_dict",
+    "render_unavailable",
     "safe_link",
     "title_key",
 ]

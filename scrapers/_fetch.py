@@ -487,6 +487,21 @@ class Fetcher:
             current = target
         return self._page(reply, url, validators)
 
+    async def robots_refusal(self, url: str) -> str | None:
+        """Why robots.txt forbids fetching ``url``, or None if it may be fetched.
+
+        The same cached verdict :meth:`fetch` acts on, for callers that fetch the page
+        another way (the browser renderer). None when ``respect_robots`` is off.
+        """
+        if not self._settings.respect_robots:
+            return None
+        return await self._robots_refusal(_parse_url(url))
+
+    async def private_address(self, url: str) -> str | None:
+        """The first non-public address ``url``'s host stands for, or None if all are
+        public (or it does not resolve here): the test :meth:`fetch` puts redirects to."""
+        return await self._private_address(_parse_url(url))
+
     async def _private_address(self, url: httpx.URL) -> str | None:
         """The first non-public address ``url``'s host stands for, or None if all are public.
 

@@ -256,9 +256,20 @@ def _sources() -> list[Path]:
 def test_compose_runs_the_watcher_built_here_and_postgres_16() -> None:
     services = compose()["services"]
 
-    assert set(services) == {"watcher", "db"}
+    assert set(services) == {"watcher", "db", "browser"}
     assert services["watcher"]["build"] in (".", {"context": "."})
     assert services["db"]["image"] == "postgres:16-alpine"
+
+
+def test_the_browser_starts_only_when_asked_for_and_is_not_published() -> None:
+    browser = compose()["services"]["browser"]
+
+    # `docker compose up` without --profile browser leaves it out, so the watcher
+    # cannot depend on it; it is reached by its service name from watcher.yaml.
+    assert browser["profiles"] == ["browser"]
+    assert "browser" not in compose()["services"]["watcher"].get("depends_on", {})
+    assert "ports" not in browser
+    assert "browser_url: ws://browser:3000" in COMPOSE_FILE.read_text(encoding="utf-8")
 
 
 def test_watcher_starts_only_once_the_database_is_healthy() -> None:

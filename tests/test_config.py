@@ -438,3 +438,59 @@ def test_a_config_source_is_added_to_the_built_in_ones_and_can_replace_one() -> 
     replaced = GOOD.replace("id: my-shop", "id: kcell-promo").replace("[my-shop]", "[kcell-promo]")
     kcell = parse_config(replaced, "cfg.yaml", {}).config.source_profiles()["kcell-promo"]
     assert kcell.source.items == ".card"
+
+
+BROWSER_SOURCE = GOOD.replace("    every: 30m\n", "    every: 30m\n    render: browser\n")
+
+
+def test_a_browser_source_without_a_browser_is_one_line_naming_the_source_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no-chromium"
+    text = BROWSER_SOURCE.replace(
+        "timezone: Asia/Almaty", f"timezone: Asia/Almaty\nscraping: {{browser_path: '{missing}'}}"
+    )
+
+    found = issues(text)
+
+    assert len(found) == 1
+    assert found[0].startswith("cfg.yaml: sources[0].render: render: browser needs Playwright")
+    assert "pip install 'sim-watcher[browser]'" in found[0]
+    assert "apt-get install chromium" in found[0]
+    assert "scraping.browser_url" in found[0]
+    assert "\n" not in found[0]
+
+
+def test_a_browser_url_stands_in_for_a_local_chromium(tmp_path: Path) -> None:
+    pytest.importorskip("playwright", reason="needs Playwright: pip install 'sim-watcher[browser]'")
+    text = BROWSER_SOURCE.replace(
+        "timezone: Asia/Almaty",
+        "timezone: Asia/Almaty\n"
+        f"scraping: {{browser_path: '{tmp_path / 'none'}', browser_url: 'ws://browser:3000'}}",
+    )
+
+    config = parse_config(text, "cfg.yaml", {}).config
+
+    assert config.source_profiles()["my-shop"].source.render == "browser"
+    assert config.scraping.render_settings().browser_url == "ws://browser:3000"
+
+
+def test_without_a_browser_source_no_browser_is_needed(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "timezone: Asia/Almaty",
+        f"timezone: Asia/Almaty\nscraping: {{browser_path: '{tmp_path / 'none'}'}}",
+    )
+
+    assert parse_config(text, "cfg.yaml", {}).config.scraping.browser_path
+
+
+def test_a_browser_url_must_be_a_web_socket() -> None:
+    text = GOOD.replace(
+        "timezone: Asia/Almaty",
+        "timezone: Asia/Almaty\nscraping: {browser_url: 'http://user:s3cret@browser:3000'}",
+    )
+
+    found = issues(text)
+
+    assert any("browser_url must be a ws:// or wss:// URL" in issue for issue in found)
+    assert not any("s3cret" in issue for issue in found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from scrapers import Fetcher, FetchSettings, Profile
+from scrapers import Fetcher, FetchSettings, Profile, Renderer
 from watcher import outbox
 from watcher.catalogue import Catalogue
 from watcher.channels import Channels
@@ -153,8 +154,16 @@ class App:
                 on_done(result)
 
         async def fetch() -> list[ScrapeResult]:
-            async with Fetcher(self.fetch_settings) as fetcher:
-                return await fetch_all(profiles, fetcher, today, validators, on_done=done)
+            async with contextlib.AsyncExitStack() as stack:
+                fetcher = await stack.enter_async_context(Fetcher(self.fetch_settings))
+                renderer = None
+                if any(profile.source.render == "browser" for profile in profiles):
+                    # Shares the fetcher: one robots.txt cache, one private-network rule.
+                    settings = self.loaded.config.scraping.render_settings()
+                    renderer = await stack.enter_async_context(Renderer(settings, fetcher=fetcher))
+                return await fetch_all(
+                    profiles, fetcher, today, validators, on_done=done, renderer=renderer
+                )
 
         results = asyncio.run(fetch())
         if not dry_run:

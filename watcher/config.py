@@ -30,7 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from scrapers import FetchSettings, Profile, ProfileError, load_profiles, profile_from_dict
+from scrapers import (
+    FetchSettings,
+    Profile,
+    ProfileError,
+    RenderSettings,
+    load_profiles,
+    profile_from_dict,
+    render_unavailable,
+)
 from watcher.catalogue import Catalogue, OperatorEntry, load_catalogue, parse_overrides
 from watcher.channels import CONSOLE_URL, Channels
 from watcher.durations import Duration
@@ -50,6 +58,10 @@ DEFAULT_REMIND_BEFORE = ("7d", "3d", "1d", "0d")
 DEFAULT_REMIND_AFTER = ("1d", "3d", "7d")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BROWSER_HINT = (
+    "render: browser needs Playwright and Chromium: pip install 'sim-watcher[browser]' "
+    "and apt-get install chromium, or set scraping.browser_url"
+)
 
 
 # --- field types -------------------------------------------------------------------
@@ -214,10 +226,15 @@ class ScrapingConfig(StrictModel):
     proxy: str | None = None  # else the standard HTTP(S)_PROXY / NO_PROXY variables
     user_agent: str | None = None
     respect_robots: bool = True
+    # For sources with `render: browser`: a remote browser's DevTools endpoint
+    # (ws://browser:3000), else the Chromium executable (default: found on the system).
+    browser_url: str | None = None
+    browser_path: str | None = None
 
     @model_validator(mode="after")
     def _usable(self) -> ScrapingConfig:
         self.fetch_settings()  # FetchSettings' own rules; its messages hold no secrets
+        self.render_settings()
         if self.proxy and self.proxy.lower().startswith("socks"):
             import importlib.util
 
@@ -232,6 +249,9 @@ class ScrapingConfig(StrictModel):
         if self.user_agent is not None:
             settings = replace(settings, user_agent=self.user_agent)
         return settings
+
+    def render_settings(self) -> RenderSettings:
+        return RenderSettings(executable_path=self.browser_path, browser_url=self.browser_url)
 
 
 class UserConfig(StrictModel):
@@ -416,8 +436,10 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
         raise ConfigError(issues)
     # Validating a channel URL makes Apprise log it at DEBUG: hide its secrets first.
     scraping = raw.get("scraping")
-    proxy = scraping.get("proxy") if isinstance(scraping, dict) else None
-    hide_in_logs(_raw_urls(raw.get("channels")) + ([proxy] if isinstance(proxy, str) else []))
+    hidden = (
+        [scraping.get(k) for k in ("proxy", "browser_url")] if isinstance(scraping, dict) else []
+    )
+    hide_in_logs(_raw_urls(raw.get("channels")) + [url for url in hidden if isinstance(url, str)])
     # Cross-references are checked on the raw data so they are reported even when
     # some field is also invalid: `watcher check` lists every problem at once.
     issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]
@@ -437,6 +459,8 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
         ConfigIssue(file, path, problem)
         for path, problem in _subscription_references(raw.get("users"), profiles)
     ]
+    if config is not None:
+        issues += _browser_issues(entries if isinstance(entries, list) else [], config, file)
     if issues or config is None or catalogue is None:
         raise ConfigError(issues)
     config._profiles = profiles
@@ -495,6 +519,17 @@ def _source_profiles(entries: list[Any], file: str) -> tuple[dict[str, Profile],
         seen.add(profile.id)
         profiles[profile.id] = profile
     return profiles, issues
+
+
+def _browser_issues(entries: list[Any], config: Config, file: str) -> list[ConfigIssue]:
+    """A ``render: browser`` source when no browser can be used: one issue, on the first."""
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and entry.get("render") == "browser":
+            reason = render_unavailable(config.scraping.render_settings())
+            if reason is None:
+                return []
+            return [ConfigIssue(file, f"sources[{index}].render", f"{BROWSER_HINT} ({reason})")]
+    return []
 
 
 def _subscription_references(

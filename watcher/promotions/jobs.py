@@ -19,9 +19,11 @@ from scrapers import (
     Change,
     Detection,
     Fetcher,
+    FetchError,
     Page,
     Profile,
     Promotion,
+    Renderer,
     ScraperError,
     Validators,
     discover_feed,
@@ -92,20 +94,29 @@ async def fetch_all(
     today: date,
     validators: Mapping[str, Validators] | None = None,
     on_done: Callable[[ScrapeResult], None] | None = None,
+    renderer: Renderer | None = None,
 ) -> list[ScrapeResult]:
     """Fetch and extract every source; errors become results, never exceptions.
 
     ``validators`` (by source id) make the requests conditional; a 304 is reported as
-    ``not_modified`` with nothing extracted. A ``kind: auto`` page that names a feed
-    with ``<link rel="alternate">`` has the feed read instead, fetched by the same
-    fetcher (robots, politeness, the private-network rule); if the feed fails or lists
-    nothing, the page is read as it is.
+    ``not_modified`` with nothing extracted. Sources with ``render: browser`` are
+    rendered by ``renderer`` instead (never conditionally). A ``kind: auto`` page that
+    names a feed with ``<link rel="alternate">`` has the feed read instead, fetched by
+    the same fetcher (robots, politeness, the private-network rule); if the feed fails
+    or lists nothing, the page is read as it is.
     """
+
+    async def get(profile: Profile) -> Page:
+        if profile.source.render == "browser":
+            if renderer is None:
+                raise FetchError("render: browser, but no browser was set up", profile.source.url)
+            return await renderer.render(profile.source.url)
+        return await fetcher.fetch(profile.source.url, (validators or {}).get(profile.id))
 
     async def one(profile: Profile) -> ScrapeResult:
         result = ScrapeResult(profile)
         try:
-            page = await fetcher.fetch(profile.source.url, (validators or {}).get(profile.id))
+            page = await get(profile)
             if page.not_modified:
                 result.not_modified = True
             else:
