@@ -283,3 +283,15 @@ def test_url_preview_needs_no_config_and_prints_a_ready_entry(
     assert source["url"] == site.url
     assert source["items"].endswith("div.card")
     assert not missing.exists()
+
+
+def test_a_browser_preview_without_a_browser_says_what_to_install(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config("scraping: {browser_path: /nonexistent/chromium}\n")
+    code = main(
+        ["scrape", "--url", "http://127.0.0.1:9/x", "--render", "browser", "-c", str(config)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--render browser:" in err and "apt-get install chromium" in err

@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="preview any page without a config entry (implies --dry-run; prints an entry)",
     )
+    scrape.add_argument(
+        "--render",
+        choices=["http", "browser"],
+        default="http",
+        help="with --url: browser renders the page in headless Chromium first",
+    )
     sources = command("sources", _sources, "show each promotion source's health and schedule")
     sources.add_argument("--json", action="store_true", help="machine-readable output")
     promotions = command("promotions", _promotions, "list known promotions, newest first")
@@ -389,7 +395,16 @@ def _preview_url(args: argparse.Namespace) -> int:
     path = _config_path(args)
     # Without a config file the defaults apply: a preview needs no setup.
     loaded = load_config(path) if path.exists() else parse_config("", str(path), os.environ)
-    profile = Profile(Source(id="preview", url=args.url, kind="auto"))
+    if args.render == "browser":
+        from scrapers import render_unavailable
+
+        missing = render_unavailable(loaded.config.scraping.render_settings())
+        if missing is not None:
+            raise UsageError(
+                f"--render browser: {missing}; pip install 'sim-watcher[browser]' and "
+                "apt-get install chromium, or set scraping.browser_url"
+            )
+    profile = Profile(Source(id="preview", url=args.url, kind="auto", render=args.render))
     with App(loaded) as app:
         [result] = app.scrape([profile], dry_run=True)
     code = _print_scrape([result], args.json, detail=True, explain=True)
@@ -409,6 +424,8 @@ def _source_entry(result: ScrapeResult, host: str) -> str:
         "operator": "OPERATOR-ID",
         "url": result.feed_url or result.profile.source.url,
     }
+    if result.profile.source.render == "browser" and result.feed_url is None:
+        entry["render"] = "browser"
     detection = result.detection
     if result.feed_url is not None:
         entry["kind"] = "feed"

@@ -395,3 +395,25 @@ def test_non_http_requests_are_refused(site: Site, tmp_path: Any) -> None:
     text = render(site.url("/offers"))
 
     assert "password" not in text
+
+
+def test_the_corpus_page_drawn_by_scripts_is_read_by_auto_once_rendered(site: Site) -> None:
+    # The independent corpus's script-drawn page: nothing from its HTML, its titles once
+    # a browser has run its fetch() of /api/promos.json.
+    from pathlib import Path
+
+    import yaml
+
+    corpus = Path(__file__).parent.parent / "fixtures" / "auto"
+    entry = next(
+        e
+        for e in yaml.safe_load((corpus / "corpus.yaml").read_text(encoding="utf-8"))
+        if e["file"] == "script_drawn_ru.html"
+    )
+    site.route("/ru/offers/", html((corpus / entry["file"]).read_text(encoding="utf-8")))
+    site.route("/api/promos.json", json_reply(json.loads((corpus / entry["data"]).read_text())))
+    auto = Source(id="drawn", url=site.url("/ru/offers/"), kind="auto", render="browser")
+
+    page = run(lambda r: r.render(auto.url))
+    assert page.text is not None
+    assert [p.title for p in extract(auto, page.text, page.url, TODAY)] == entry["titles"]
