@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "delivery": "benchmarks.delivery",
     "extraction": "benchmarks.extraction",
     "scrape": "benchmarks.scrape_cycle",
+    "rendering": "benchmarks.rendering",
 }
 WORK_DIR = Path(__file__).resolve().parent / ".work"  # gitignored
 
