@@ -670,7 +670,7 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
         score *= 1.5
     if words < 2:
         reasons.append("one-word labels, like a menu")
-    rest = (_dom_item(member) for member in members[SAMPLE:MAX_ITEMS])
+    rest = (_dom_item(member, signals=False) for member in members[SAMPLE:MAX_ITEMS])
     raws = [item.raw for item in (*items, *rest) if item is not None]
     where = f"{_describe(parent)} > {signature}"
     return Candidate(
@@ -695,7 +695,9 @@ class _Item:
     document: bool  # links to a file (a PDF...) rather than a page
 
 
-def _dom_item(node: LexborNode) -> _Item | None:
+def _dom_item(node: LexborNode, *, signals: bool = True) -> _Item | None:
+    """One block's fields, and (with ``signals``, for the blocks that score a group)
+    whether it holds dates, prices and offer words."""
     heading, selector = _heading(node)
     links = ([node] if node.tag == "a" else []) + node.css("a[href]")
     hrefs = [a.attributes.get("href") or "" for a in links]
@@ -736,8 +738,9 @@ def _dom_item(node: LexborNode) -> _Item | None:
     if date_node is not None:
         date_text = date_node.attributes.get("datetime") or date_node.text(separator=" ")
     price_text = price_node.text(separator=" ") if price_node is not None else None
-    dated = date_text is not None or parse_dates(text[:600], _TODAY) != (None, None)
-    priced = price_text is not None or parse_price(text[:600])[0] is not None
+    head = text[:600]
+    dated = date_text is not None or (signals and parse_dates(head, _TODAY) != (None, None))
+    priced = price_text is not None or (signals and parse_price(head)[0] is not None)
     image = node.css_first("img[src]")
     return _Item(
         raw={
@@ -753,7 +756,7 @@ def _dom_item(node: LexborNode) -> _Item | None:
         priced=priced,
         length=len(text),
         title_selector=selector,
-        promotional=priced or bool(_PROMO_WORDS.search(text[:600])),
+        promotional=priced or (signals and bool(_PROMO_WORDS.search(head))),
         document=bool(href and _DOCUMENT.search(href)),
     )
 
