@@ -220,11 +220,17 @@ class Pages:
 
         served = pages
 
+        self.conditional = 0  # requests that came with If-None-Match
+        pages = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 kind, body = served.get(self.path, ("text/plain", ""))
                 data = body.encode("utf-8")
+                if self.headers.get("If-None-Match"):
+                    pages.conditional += 1
                 self.send_response(200 if self.path in served else 404)
+                self.send_header("ETag", '"v1"')
                 self.send_header("Content-Type", f"{kind}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -270,6 +276,24 @@ def test_a_page_that_names_a_feed_is_read_through_the_feed(
     ]
     assert result["explain"]["feed_url"] == f"{pages.url}/rss.xml"
     assert result["stored"] is False
+
+
+def test_a_page_read_through_its_feed_is_never_fetched_conditionally(
+    write_config: WriteConfig, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its page may stay the same (a 304) while the feed it names changes.
+    served: dict[str, tuple[str, str]] = {"/news": ("text/html", NAMING_PAGE)}
+    pages = Pages(served)
+    served["/rss.xml"] = ("application/rss+xml", FEED.format(url=pages.url))
+    entry = f"{{id: news, operator: kcell, url: '{pages.url}/news'}}"
+    config = write_config(f"database: {db_url}\nsources:\n  - {entry}\n")
+    try:
+        for _ in range(2):
+            code, [result] = scrape(capsys, "news", "-c", str(config))
+            assert code == 0 and len(result["promotions"]) == 2
+    finally:
+        pages.stop()
+    assert pages.conditional == 0
 
 
 def test_url_preview_needs_no_config_and_prints_a_ready_entry(

@@ -121,7 +121,9 @@ async def fetch_all(
                 result.not_modified = True
             else:
                 await _read(profile, page, fetcher, today, result)
-                result.validators = page.validators
+                # Read through the feed it names, the page may stay unchanged (304) while
+                # the feed changes: such a page is always fetched in full.
+                result.validators = page.validators if result.feed_url is None else Validators()
         except ScraperError as exc:
             result.error = exc
             log.warning("source %s: %s", profile.id, exc)
