@@ -319,3 +319,46 @@ def test_a_browser_preview_without_a_browser_says_what_to_install(
     assert code == 2
     err = capsys.readouterr().err
     assert "--render browser:" in err and "apt-get install chromium" in err
+
+
+DRAWN = """<!doctype html><html><body><main id="list">Загрузка...</main><script>
+fetch('/api/promos').then(r => r.json()).then(items => {
+  document.getElementById('list').innerHTML = items.map(i =>
+    `<div class="promo"><h3>${i.title}</h3><a href="${i.href}">Подробнее</a></div>`).join('');
+});
+</script></body></html>"""
+DRAWN_ITEMS = [
+    {"title": "Безлимит на YouTube за 790 ₸", "href": "/p/yt"},
+    {"title": "eSIM для поездок: 1 ГБ в подарок", "href": "/p/esim"},
+]
+
+
+def test_a_browser_source_is_rendered_stored_and_read_by_auto(
+    write_config: WriteConfig, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scrapers import render_unavailable
+
+    if (missing := render_unavailable()) is not None:
+        pytest.skip(f"no browser to render with: {missing}")
+    served = {
+        "/offers": ("text/html", DRAWN),
+        "/api/promos": ("application/json", json.dumps(DRAWN_ITEMS, ensure_ascii=False)),
+    }
+    pages = Pages(served)
+    entry = f"{{id: drawn, operator: kcell, url: '{pages.url}/offers', render: browser}}"
+    config = write_config(f"database: {db_url}\nsources:\n  - {entry}\n")
+    try:
+        code, [first] = scrape(capsys, "drawn", "--explain", "-c", str(config))
+        served["/api/promos"] = (
+            "application/json",
+            json.dumps([*DRAWN_ITEMS, {"title": "Роуминг в ОАЭ за 1 990 ₸", "href": "/p/uae"}]),
+        )
+        code2, [second] = scrape(capsys, "drawn", "-c", str(config))
+    finally:
+        pages.stop()
+    assert (code, code2) == (0, 0)
+    assert [p["title"] for p in first["promotions"]] == [i["title"] for i in DRAWN_ITEMS]
+    assert first["stored"] and first["changes"] == []  # the silent baseline
+    assert first["explain"]["chosen"]["strategy"] == "dom"
+    assert [c["kind"] for c in second["changes"]] == ["new"]
+    assert second["changes"][0]["key"].endswith("/p/uae")
