@@ -19,7 +19,9 @@ strangers too:
   by the route alone (not its redirects).
 * Images, fonts, media and stylesheets are never loaded.
 * Bounds: one browser process per renderer (launched on the first render, killed on
-  close), one page per host at a time and ``max_pages`` in all, ``timeout`` seconds
+  close), one page per host at a time, in turn with the fetcher's own requests and
+  after the same gap (``min_gap``, or robots.txt's ``Crawl-delay``), and ``max_pages``
+  in all, ``timeout`` seconds
   per page, ``max_bytes`` of rendered HTML. A page that overruns is closed and
   raises :class:`FetchTimeout`; if the browser does not answer the close, its process
   is killed and a new one launched for the next page.
@@ -255,7 +257,6 @@ class Renderer:
         self._process: asyncio.subprocess.Process | None = None
         self._profile_dir: str | None = None
         self._start_lock = asyncio.Lock()
-        self._host_locks: dict[str, asyncio.Lock] = {}
         self._pages = asyncio.Semaphore(self._settings.max_pages)
         self._launches = 0
 
@@ -305,8 +306,9 @@ class Renderer:
             raise FetchForbidden(f"{refusal}: {_where(target)}", url)
         # As in Fetcher.fetch: a page the user put on a private address may stay there.
         guard = _Guard(self._fetcher, url, public_only=not await self._fetcher.private_address(url))
-        lock = self._host_locks.setdefault(_host_key(target), asyncio.Lock())
-        async with lock, self._pages:
+        # The fetcher's turn at the host: one request at a time, the gap and robots.txt's
+        # Crawl-delay kept between the renderer's pages and the fetcher's own requests.
+        async with self._fetcher.host_turn(url), self._pages:
             return await self._render(guard, _where(target))
 
     async def _render(self, guard: _Guard, where: str) -> Page:

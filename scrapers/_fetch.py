@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ipaddress
 import logging
 import math
@@ -45,7 +46,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
@@ -496,6 +497,19 @@ class Fetcher:
         if not self._settings.respect_robots:
             return None
         return await self._robots_refusal(_parse_url(url))
+
+    @contextlib.asynccontextmanager
+    async def host_turn(self, url: str) -> AsyncIterator[None]:
+        """A turn at ``url``'s host, as :meth:`fetch` takes one, for callers that request
+        it another way (the browser renderer): one at a time per host, after the gap
+        (``min_gap``, or robots.txt's longer ``Crawl-delay``) since the last request."""
+        key = _host_key(_parse_url(url))
+        async with self._host_locks.setdefault(key, asyncio.Lock()):
+            await self._keep_gap(key)
+            try:
+                yield
+            finally:
+                self._last_request[key] = self._monotonic()
 
     async def private_address(self, url: str) -> str | None:
         """The first non-public address ``url``'s host stands for, or None if all are

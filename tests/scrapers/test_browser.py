@@ -417,3 +417,26 @@ def test_the_corpus_page_drawn_by_scripts_is_read_by_auto_once_rendered(site: Si
     page = run(lambda r: r.render(auto.url))
     assert page.text is not None
     assert [p.title for p in extract(auto, page.text, page.url, TODAY)] == entry["titles"]
+
+
+def test_the_renderer_keeps_the_fetchers_gap_between_requests_to_a_host(site: Site) -> None:
+    for path in ("/a", "/b"):
+        site.route(path, html("<p>page</p>"))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the gap is asked for, not slept
+        waits.append(seconds)
+
+    async def main() -> None:
+        settings = dataclasses.replace(BASE, min_gap=30.0)
+        async with (
+            Fetcher(settings, sleep=sleep) as fetcher,
+            Renderer(SETTINGS, fetcher=fetcher) as renderer,
+        ):
+            await renderer.render(site.url("/a"))
+            await renderer.render(site.url("/b"))
+
+    asyncio.run(main())
+    # robots.txt, then /a, then /b: each waits for the gap after the one before.
+    assert len(waits) >= 2
+    assert all(25.0 < wait <= 30.0 for wait in waits)
