@@ -43,6 +43,7 @@ import shutil
 import signal
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,14 +403,21 @@ class Renderer:
             "service_workers": "block",  # their requests pass no route
             "accept_downloads": False,
         }
-        if fetch.proxy:
-            parts = urlsplit(fetch.proxy)
+        proxy, bypass = fetch.proxy, None
+        if proxy is None and fetch.trust_env:
+            # As the fetcher's client does: the standard HTTP(S)_PROXY / NO_PROXY variables.
+            found = urllib.request.getproxies()
+            proxy, bypass = found.get("https") or found.get("http"), found.get("no")
+        if proxy:
+            parts = urlsplit(proxy)
             scheme = "socks5" if parts.scheme.startswith("socks5") else parts.scheme
             port = f":{parts.port}" if parts.port else ""
             options["proxy"] = {"server": f"{scheme}://{parts.hostname}{port}"}
             if parts.username:
                 options["proxy"]["username"] = parts.username
                 options["proxy"]["password"] = parts.password or ""
+            if bypass:
+                options["proxy"]["bypass"] = bypass
         return options
 
     async def _close_context(self, context: Any) -> None:

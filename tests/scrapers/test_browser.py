@@ -440,3 +440,24 @@ def test_the_renderer_keeps_the_fetchers_gap_between_requests_to_a_host(site: Si
     # robots.txt, then /a, then /b: each waits for the gap after the one before.
     assert len(waits) >= 2
     assert all(25.0 < wait <= 30.0 for wait in waits)
+
+
+def test_the_browser_uses_the_proxy_variables_the_fetcher_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.lan")
+    fetcher = Fetcher(BASE)  # trust_env=False: the variables are not for it
+    assert "proxy" not in Renderer(SETTINGS, fetcher=fetcher)._context_options()
+    trusting = Fetcher(dataclasses.replace(BASE, trust_env=True))
+    proxy = Renderer(SETTINGS, fetcher=trusting)._context_options()["proxy"]
+    assert proxy == {
+        "server": "http://proxy.internal:3128",
+        "username": "user",
+        "password": "pw",
+        "bypass": "localhost,.lan",
+    }
+    configured = Fetcher(dataclasses.replace(BASE, trust_env=True, proxy="http://p.cfg:8080"))
+    assert Renderer(SETTINGS, fetcher=configured)._context_options()["proxy"] == {
+        "server": "http://p.cfg:8080"
+    }
