@@ -333,6 +333,8 @@ def _scripts(tree: LexborHTMLParser) -> list[_Script]:
                 found.append(_Script("ld", "JSON-LD", document))
         elif kind == "application/json" or ident == "__NEXT_DATA__":
             document = _loads(text)
+            if ident == "__NUXT_DATA__" and isinstance(document, list):
+                document = _unflatten(document)
             if document is not None:
                 found.append(
                     _Script("json", f"script#{ident}" if ident else "JSON script", document)
@@ -353,6 +355,63 @@ def _loads(text: str) -> Any:
         return json.loads(text, parse_float=Decimal)
     except (ValueError, RecursionError):
         return None
+
+
+# devalue's stand-ins for values JSON cannot hold (undefined, holes, NaN, infinities, -0).
+_DEVALUE_SPECIAL = {-1: None, -2: None, -3: None, -4: None, -5: None, -6: 0}
+_DEVALUE_WRAPPERS = frozenset(
+    {"Reactive", "ShallowReactive", "Ref", "ShallowRef", "EmptyRef", "EmptyShallowRef"}
+)
+
+
+def _unflatten(values: list[Any]) -> Any:
+    """Nuxt 3's payload (``__NUXT_DATA__``, devalue's flat form) as the nested data it is.
+
+    Every object and array holds indices into ``values``; a list starting with a type
+    name (``["Reactive", 5]``, ``["Date", "..."]``, ``["Set", ...]``) is a tagged value.
+    Shared and cyclic references are resolved once each; at most
+    :data:`MAX_JSON_VALUES` values are built and nesting stops at 200 levels.
+    """
+    built: dict[int, Any] = {}
+    budget = [MAX_JSON_VALUES]
+
+    def hydrate(index: Any, depth: int) -> Any:
+        if not isinstance(index, int) or isinstance(index, bool):
+            return None
+        if index < 0:
+            return _DEVALUE_SPECIAL.get(index)
+        if index >= len(values) or depth > 200 or budget[0] <= 0:
+            return None
+        if index in built:
+            return built[index]
+        budget[0] -= 1
+        value = values[index]
+        if isinstance(value, dict):
+            result: dict[str, Any] = {}
+            built[index] = result
+            result.update((key, hydrate(item, depth + 1)) for key, item in value.items())
+            return result
+        if not isinstance(value, list):
+            built[index] = value
+            return value
+        if value and isinstance(value[0], str):
+            tag, rest = value[0], value[1:]
+            if tag in _DEVALUE_WRAPPERS:
+                return hydrate(rest[0], depth + 1) if rest else None
+            if tag in ("Date", "RegExp", "BigInt"):
+                return rest[0] if rest else None
+            if tag in ("null", "Object") and len(rest) % 2 == 0:
+                pairs = zip(rest[::2], rest[1::2], strict=True)
+                return {str(k): hydrate(v, depth + 1) for k, v in pairs}
+            if tag == "Set":
+                return [hydrate(item, depth + 1) for item in rest]
+            return None  # Map, custom reducers: nothing a promotion list is made of
+        items: list[Any] = []
+        built[index] = items
+        items.extend(hydrate(item, depth + 1) for item in value)
+        return items
+
+    return hydrate(0, 0)
 
 
 def _raw_decode(text: str, start: int) -> Any:

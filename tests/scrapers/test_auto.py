@@ -305,3 +305,45 @@ def test_deeply_nested_state_does_not_crash() -> None:
     deep = "[" * 50_000 + "]" * 50_000
     page = f'<html><body><script type="application/json">{deep}</script></body></html>'
     assert bounded(page) == []
+
+
+def test_a_nuxt_3_payload_is_unflattened_and_read_like_other_app_state() -> None:
+    # devalue's flat form: every object holds indices into the one array.
+    payload = [
+        ["ShallowReactive", 1],
+        {"data": 2, "state": 12},
+        ["ShallowReactive", 3],
+        {"promo-list": 4},
+        {"items": 5, "menu": 13},
+        [6, 9],
+        {"id": 7, "title": 8, "url": 17},
+        301,
+        "Интернет 30 ГБ за 2 990 ₸ в месяц",
+        {"id": 10, "title": 11, "url": 18},
+        302,
+        "Роуминг в Турции со скидкой 50 %",
+        {"locale": 16},
+        [14, 15],
+        {"title": 16},
+        {"title": 16},
+        "ru",
+        "/ru/promo/30gb",
+        "/ru/promo/turkey",
+    ]
+    page = (
+        '<html><body><div id="__nuxt"></div><script type="application/json" '
+        f'id="__NUXT_DATA__" data-ssr="true">{json.dumps(payload, ensure_ascii=False)}</script>'
+        "</body></html>"
+    )
+    found = extract(AUTO, page, URL, TODAY)
+    assert [p.title for p in found] == [
+        "Интернет 30 ГБ за 2 990 ₸ в месяц",
+        "Роуминг в Турции со скидкой 50 %",
+    ]
+    assert found[0].link == "https://operator.example.kz/ru/promo/30gb"
+
+
+def test_a_nuxt_payload_that_refers_to_itself_does_not_loop() -> None:
+    payload = [{"a": 1}, {"b": 0, "list": 2}, [0, 1, 0]]
+    page = f'<script type="application/json" id="__NUXT_DATA__">{json.dumps(payload)}</script>'
+    assert titles(page) == []
