@@ -45,10 +45,24 @@ KINDS = ("feed", "jsonld", "state", "dom", "none")
 LANGUAGES = ("ru", "kk", "en")
 
 
-def entries(predicate: Any = None) -> list[Any]:
-    """Corpus entries as pytest params named by file, optionally filtered."""
+# Known misses, found by the first (and only) blind run and left unfixed so the set stays
+# blind: strict, so a detector change that fixes one fails here until it is removed.
+KNOWN_TRAPS_TAKEN = {
+    "sections_longform_kk.html": "a help box shaped like the promotion sections is taken",
+}
+
+
+def entries(predicate: Any = None, known: dict[str, str] | None = None) -> list[Any]:
+    """Corpus entries as pytest params named by file, optionally filtered; ``known``
+    misses are marked as expected failures, strictly."""
     return [
-        pytest.param(entry, id=entry["file"])
+        pytest.param(
+            entry,
+            id=entry["file"],
+            marks=[pytest.mark.xfail(strict=True, reason=known[entry["file"]])]
+            if known and entry["file"] in known
+            else [],
+        )
         for entry in CORPUS
         if predicate is None or predicate(entry)
     ]
@@ -139,7 +153,7 @@ def table(scores: list[Score]) -> str:
 # --- the detectors against the blind set ----------------------------------------------
 
 
-@pytest.mark.parametrize("entry", entries())
+@pytest.mark.parametrize("entry", entries(known=KNOWN_TRAPS_TAKEN))
 def test_no_trap_text_ever_comes_out_as_a_title(entry: dict[str, Any]) -> None:
     traps = {same(text) for text in entry["never"]}
     taken = [title for title in run(entry["file"]).titles if same(title) in traps]
