@@ -59,6 +59,7 @@ from scrapers._parse import normalise_space, parse_dates, parse_price
 __all__ = ["Candidate", "Detection", "detect", "discover_feed", "looks_like_feed"]
 
 MAX_JSON_VALUES = 200_000  # values walked per JSON document
+MAX_JSON_DEPTH = 64  # levels walked: no promotion list sits deeper
 SAMPLE = 40  # items of a group examined for scoring
 MAX_ITEMS = 1000  # items read from one list: no promotions page lists more
 MIN_DOM_SCORE = 4.0
@@ -427,21 +428,28 @@ def _raw_decode(text: str, start: int) -> Any:
 
 
 def _walk(document: Any) -> Iterator[tuple[str, Any]]:
-    """Every value of a JSON document with its dotted path, iteratively and bounded."""
-    stack: list[tuple[str, Any]] = [("", document)]
+    """Every value of a JSON document with its dotted path, iteratively and bounded.
+
+    At most :data:`MAX_JSON_VALUES` values, :data:`MAX_JSON_DEPTH` levels down, and each
+    object or array once (an unflattened Nuxt payload may refer to itself).
+    """
+    stack: list[tuple[str, int, Any]] = [("", 0, document)]
+    seen: set[int] = set()
     visited = 0
     while stack and visited < MAX_JSON_VALUES:
-        path, value = stack.pop()
+        path, depth, value = stack.pop()
         visited += 1
         yield path, value
+        if not isinstance(value, dict | list) or depth >= MAX_JSON_DEPTH or id(value) in seen:
+            continue
+        seen.add(id(value))
         if isinstance(value, dict):
             children = [
-                (f"{path}.{key}" if path else str(key), item) for key, item in value.items()
+                (f"{path}.{key}" if path else str(key), depth + 1, item)
+                for key, item in value.items()
             ]
-        elif isinstance(value, list):
-            children = [(f"{path}.{index}", item) for index, item in enumerate(value)]
         else:
-            continue
+            children = [(f"{path}.{index}", depth + 1, item) for index, item in enumerate(value)]
         stack.extend(reversed(children))
 
 
