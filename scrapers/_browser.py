@@ -101,22 +101,26 @@ class RenderSettings:
 
     ``timeout`` bounds one page end to end (seconds). After the page's ``load`` event
     the renderer waits up to ``settle`` seconds for the network to go quiet (the list
-    is usually fetched by then) and then reads the DOM as it is. ``browser_url``, when
-    set, is used instead of launching ``executable_path``.
+    is usually fetched by then) and then reads the DOM as it is. ``start_timeout``
+    bounds starting (or reaching) the browser, which is not any page's time: a cold
+    first start on a busy machine builds font caches. ``browser_url``, when set, is
+    used instead of launching ``executable_path``.
     """
 
     timeout: float = 30.0
     settle: float = 5.0
+    start_timeout: float = 60.0
     max_bytes: int = 5 * 1024 * 1024
     max_pages: int = 2
     executable_path: str | None = None
     browser_url: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "settle"):
+        for name in ("timeout", "settle", "start_timeout"):
             value = getattr(self, name)
-            if not _finite(value) or value < 0 or (name == "timeout" and value == 0):
-                bound = "> 0" if name == "timeout" else ">= 0"
+            positive = name != "settle"
+            if not _finite(value) or value < 0 or (positive and value == 0):
+                bound = "> 0" if positive else ">= 0"
                 raise ValueError(f"{name} must be a finite number {bound}, not {value!r}")
         for name in ("max_bytes", "max_pages"):
             value = getattr(self, name)
@@ -324,11 +328,13 @@ class Renderer:
         context = None
         try:
             # Starting the browser is bounded on its own: it is not the page's time.
-            async with asyncio.timeout(settings.timeout):
+            async with asyncio.timeout(settings.start_timeout):
                 browser = await self._ready()
         except TimeoutError as exc:
             await self._discard_browser()
-            raise FetchTimeout(f"the browser did not start in {settings.timeout:g} s", url) from exc
+            raise FetchTimeout(
+                f"the browser did not start in {settings.start_timeout:g} s", url
+            ) from exc
         except PlaywrightError as exc:
             await self._discard_browser()
             raise FetchError(f"could not start the browser: {_first_line(exc)}", url) from exc
@@ -443,7 +449,7 @@ class Renderer:
 
                 self._playwright = await async_playwright().start()
             chromium = self._playwright.chromium
-            timeout = self._settings.timeout * 1000
+            timeout = self._settings.start_timeout * 1000
             if self._settings.browser_url is not None:
                 self._browser = await chromium.connect_over_cdp(
                     self._settings.browser_url, timeout=timeout
