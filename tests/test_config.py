@@ -494,3 +494,32 @@ def test_a_browser_url_must_be_a_web_socket() -> None:
 
     assert any("browser_url must be a ws:// or wss:// URL" in issue for issue in found)
     assert not any("s3cret" in issue for issue in found)
+
+
+def test_render_bounds_reach_the_renderer() -> None:
+    text = GOOD.replace(
+        "timezone: Asia/Almaty",
+        "timezone: Asia/Almaty\nscraping: {render_timeout: 12.5, render_max_bytes: 65536}",
+    )
+
+    settings = parse_config(text, "cfg.yaml", {}).config.scraping.render_settings()
+
+    assert (settings.timeout, settings.max_bytes) == (12.5, 65536)
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("render_timeout: 0", "scraping.render_timeout"),
+        ("render_timeout: 601", "scraping.render_timeout"),
+        ("render_timeout: .nan", "scraping.render_timeout"),
+        ("render_max_bytes: 10", "scraping.render_max_bytes"),
+        ("render_max_bytes: 1e12", "scraping.render_max_bytes"),
+    ],
+)
+def test_render_bounds_out_of_range_are_one_line_errors(setting: str, field: str) -> None:
+    text = GOOD.replace("timezone: Asia/Almaty", f"timezone: Asia/Almaty\nscraping: {{{setting}}}")
+
+    found = issues(text)
+
+    assert len(found) == 1 and field in found[0] and "\n" not in found[0]

@@ -230,6 +230,9 @@ class ScrapingConfig(StrictModel):
     # (ws://browser:3000), else the Chromium executable (default: found on the system).
     browser_url: str | None = None
     browser_path: str | None = None
+    # Bounds of one rendered page: its whole time (seconds) and its HTML's size (bytes).
+    render_timeout: float = Field(default=30.0, gt=0, le=600)
+    render_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _usable(self) -> ScrapingConfig:
@@ -251,7 +254,12 @@ class ScrapingConfig(StrictModel):
         return settings
 
     def render_settings(self) -> RenderSettings:
-        return RenderSettings(executable_path=self.browser_path, browser_url=self.browser_url)
+        return RenderSettings(
+            executable_path=self.browser_path,
+            browser_url=self.browser_url,
+            timeout=self.render_timeout,
+            max_bytes=self.render_max_bytes,
+        )
 
 
 class UserConfig(StrictModel):
