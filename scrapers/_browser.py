@@ -13,10 +13,14 @@ strangers too:
   to loopback, private, link-local, CGNAT or other non-public addresses is aborted
   before it is sent. Requests off http(s) are aborted; web sockets are closed
   unopened; service workers are blocked. Playwright's routes see each request's
-  first URL only, so a DevTools ``Fetch`` session on the page also checks redirect
-  hops. As in the fetcher, a DNS answer that changes between the check and the
-  browser's own lookup is not caught, and a cross-site iframe or a worker is guarded
-  by the route alone (not its redirects).
+  first URL, and a DevTools ``Fetch`` session on the page its redirect hops, with a
+  reason to report; underneath, the browser reaches the network only through a
+  :class:`~scrapers._proxy.GuardProxy` of the page's own, which looks each host up
+  itself, judges the addresses and connects to one of them, so a DNS answer that
+  turns private after the check (rebinding) reaches nothing either. With a proxy of
+  the user's own (``FetchSettings.proxy`` or the standard variables) or a remote
+  browser (``browser_url``), the browser's connections cannot pass through ours: the
+  routes and the DevTools session guard alone, and rebinding is not caught there.
 * Images, fonts, media and stylesheets are never loaded.
 * Bounds: one browser process per renderer (launched on the first render, killed on
   close), one page per host at a time, in turn with the fetcher's own requests and
@@ -59,8 +63,9 @@ from scrapers._errors import (
     FetchTimeout,
     FetchTooLarge,
 )
-from scrapers._fetch import Fetcher, _host_key, _parse_url, _where
+from scrapers._fetch import Fetcher, _host_key, _is_public, _parse_url, _where
 from scrapers._models import Page, Validators
+from scrapers._proxy import Dial, GuardProxy, open_tcp
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, CDPSession, Playwright, Route, WebSocketRoute
@@ -190,6 +195,19 @@ class _Guard:
             self._verdicts[key] = f"a private address ({private})" if private else None
         return self._verdicts[key]
 
+    async def judge(self, host: str, port: int) -> tuple[list[str], str | None]:
+        """The guarding proxy's question: the addresses ``host`` may be reached at, or
+        why it may not be. The proxy connects to these very addresses."""
+        try:
+            addresses = await self.fetcher.addresses(host, port)
+        except OSError:
+            return [], "it does not resolve"
+        if self.public_only:
+            for address in addresses:
+                if not _is_public(address):
+                    return [], f"a private address ({address})"
+        return addresses, None
+
     async def route(self, route: Route) -> None:
         """Every request's first URL, in every frame and worker of the context."""
         request = route.request
@@ -253,10 +271,12 @@ class Renderer:
         *,
         fetcher: Fetcher,
         browser_args: Sequence[str] = (),
+        dial: Dial = open_tcp,
     ) -> None:
         self._settings = settings or RenderSettings()
         self._fetcher = fetcher
         self._browser_args = tuple(browser_args)
+        self._dial = dial
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -326,6 +346,7 @@ class Renderer:
         outcome = "error"
         size = 0
         context = None
+        proxy: GuardProxy | None = None
         try:
             # Starting the browser is bounded on its own: it is not the page's time.
             async with asyncio.timeout(settings.start_timeout):
@@ -340,7 +361,18 @@ class Renderer:
             raise FetchError(f"could not start the browser: {_first_line(exc)}", url) from exc
         try:
             async with asyncio.timeout(settings.timeout) as deadline:
-                context = await browser.new_context(**self._context_options())
+                options = self._context_options()
+                if "proxy" not in options and settings.browser_url is None:
+                    # Every connection of the page goes through the guard, which
+                    # connects to the addresses it judged (see scrapers/_proxy.py).
+                    proxy = GuardProxy(
+                        guard.judge,
+                        dial=self._dial,
+                        connect_timeout=self._fetcher.settings.connect_timeout,
+                    )
+                    await proxy.__aenter__()
+                    options["proxy"] = {"server": proxy.url}
+                context = await browser.new_context(**options)
                 context.set_default_timeout(settings.timeout * 1000)
                 await context.route("**/*", guard.route)
                 await context.route_web_socket(lambda _url: True, _refuse_socket)
@@ -399,6 +431,8 @@ class Renderer:
         finally:
             if context is not None:
                 await self._close_context(context)
+            if proxy is not None:
+                await proxy.aclose()
             elapsed = (time.monotonic() - started) * 1000
             log.info("RENDER %s -> %s, %d bytes, %.0f ms", where, outcome, size, elapsed)
 

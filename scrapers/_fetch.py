@@ -511,6 +511,14 @@ class Fetcher:
             finally:
                 self._last_request[key] = self._monotonic()
 
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses ``host`` stands for (itself if it is one); OSError if it does
+        not resolve. The same lookup the private-network rule judges."""
+        try:
+            return [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            return list(await self._resolve(host, port))
+
     async def private_address(self, url: str) -> str | None:
         """The first non-public address ``url``'s host stands for, or None if all are
         public (or it does not resolve here): the test :meth:`fetch` puts redirects to."""

@@ -35,7 +35,8 @@ from scrapers import (
     extract,
     render_unavailable,
 )
-from scrapers._fetch import Fetcher
+from scrapers._fetch import Fetcher, Resolve
+from scrapers._proxy import Dial
 from tests.scrapers.test_fetch import BASE, Gauge, Reply, Site, ToLoopback, fake_resolve
 from watcher.promotions.jobs import fetch_all
 
@@ -102,6 +103,7 @@ def run(
     settings: RenderSettings = SETTINGS,
     *,
     site: Site | None = None,
+    resolve: Resolve = fake_resolve,
     **fetch: Any,
 ) -> T:
     """Run ``job`` with a fresh Renderer (and its Fetcher) on a fresh loop.
@@ -116,8 +118,10 @@ def run(
         fetch_settings = dataclasses.replace(BASE, **fetch)
         try:
             async with (
-                Fetcher(fetch_settings, client=client, resolve=fake_resolve) as fetcher,
-                Renderer(settings, fetcher=fetcher, browser_args=args) as renderer,
+                Fetcher(fetch_settings, client=client, resolve=resolve) as fetcher,
+                Renderer(
+                    settings, fetcher=fetcher, browser_args=args, dial=to_site(site)
+                ) as renderer,
             ):
                 return await job(renderer)
         finally:
@@ -125,6 +129,21 @@ def run(
                 await client.aclose()
 
     return asyncio.run(main())
+
+
+DIALED: list[str] = []  # the addresses the guarding proxy connected to, in order
+
+
+def to_site(site: Site | None) -> Dial:
+    """The proxy's dial, playing the internet: any address is the site on loopback."""
+
+    async def dial(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        DIALED.append(address)
+        if site is None:
+            return await asyncio.open_connection(address, port)
+        return await asyncio.open_connection("127.0.0.1", site.port)
+
+    return dial
 
 
 def render(url: str, settings: RenderSettings = SETTINGS) -> str:
@@ -378,6 +397,103 @@ def test_a_page_on_a_private_address_may_use_private_addresses(site: Site) -> No
 
     assert page.text is not None and "Безлимит на месяц" in page.text
     assert site.count("/secret") >= 2  # by address and through the redirect
+
+
+REBIND = """<html><body><main id=out>waiting</main><script>
+const base = 'http://rebind.example:{port}';
+fetch(base + '/first', {{mode: 'no-cors'}})
+  .finally(() => fetch(base + '/secret', {{mode: 'no-cors'}}))
+  .finally(() => {{ document.getElementById('out').textContent = 'done'; }});
+</script></body></html>"""
+
+
+def test_a_name_that_turns_private_after_the_check_is_not_reached(site: Site) -> None:
+    # DNS rebinding: public when the page's request is judged, loopback a moment later.
+    # The browser never looks the name up itself: the guarding proxy does, and connects
+    # to the very address it judged.
+    answers = {"rebind.example": [["93.184.215.99"], ["127.0.0.1"]]}
+    DIALED.clear()
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        if host in answers:
+            queue = answers[host]
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+        return await fake_resolve(host, port)
+
+    site.route("/offers", html(REBIND.format(port=site.port)))
+    site.route("/secret", html("the router's admin page"))
+
+    page = run(
+        lambda r: r.render(f"http://{PUBLIC}:{site.port}/offers"), site=site, resolve=rebinding
+    )
+
+    assert page.text is not None and "done" in page.text  # both requests were made
+    assert site.count("/secret") == 0
+    assert "127.0.0.1" not in DIALED
+
+
+FRAMED = """<html><body><h1>Offers</h1>
+<iframe src="http://frames.example:{port}/frame"></iframe></body></html>"""
+
+
+def test_a_cross_site_frame_cannot_redirect_into_a_private_network(site: Site) -> None:
+    # Routes see a frame's first URL only, and the page's DevTools session does not see
+    # another site's frame: the proxy sees the redirect's connection.
+    async def with_frames(host: str, port: int) -> list[str]:
+        if host == "frames.example":
+            return ["151.101.1.99"]
+        return await fake_resolve(host, port)
+
+    site.route("/offers", html(FRAMED.format(port=site.port)))
+    site.route(
+        "/frame", Reply(302, headers={"Location": f"http://intranet.example:{site.port}/secret"})
+    )
+    site.route("/secret", html("the router's admin page"))
+
+    run(lambda r: r.render(f"http://{PUBLIC}:{site.port}/offers"), site=site, resolve=with_frames)
+
+    assert site.count("/frame") == 1
+    assert site.count("/secret") == 0
+
+
+WORKER = """fetch('http://frames.example:{port}/bounce', {{mode: 'no-cors'}})
+  .finally(() => postMessage('done'));"""
+
+
+def test_a_workers_request_cannot_redirect_into_a_private_network(site: Site) -> None:
+    async def with_frames(host: str, port: int) -> list[str]:
+        if host == "frames.example":
+            return ["151.101.1.99"]
+        return await fake_resolve(host, port)
+
+    site.route(
+        "/offers",
+        html(
+            "<html><body><main id=out>waiting</main><script>"
+            "const w = new Worker('/worker.js');"
+            "w.onmessage = () => { document.getElementById('out').textContent = 'done'; };"
+            "</script></body></html>"
+        ),
+    )
+    site.route(
+        "/worker.js",
+        Reply(
+            body=WORKER.format(port=site.port).encode(),
+            headers={"Content-Type": "text/javascript"},
+        ),
+    )
+    site.route(
+        "/bounce", Reply(302, headers={"Location": f"http://intranet.example:{site.port}/secret"})
+    )
+    site.route("/secret", html("the router's admin page"))
+
+    page = run(
+        lambda r: r.render(f"http://{PUBLIC}:{site.port}/offers"), site=site, resolve=with_frames
+    )
+
+    assert page.text is not None and "done" in page.text
+    assert site.count("/bounce") == 1
+    assert site.count("/secret") == 0
 
 
 def test_non_http_requests_are_refused(site: Site, tmp_path: Any) -> None:
