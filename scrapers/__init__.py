@@ -53,6 +53,7 @@ from scrapers._profiles import (
     parse_every,
     profile_from_dict,
 )
+from scrapers._proxy import Dial, GuardProxy
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -67,6 +68,7 @@ __all__ = [
     "Candidate",
     "Change",
     "Detection",
+    "Dial",
     "ExtractError",
     "Extraction",
     "FetchError",
@@ -77,6 +79,7 @@ __all__ = [
     "FetchTimeout",
     "FetchTooLarge",
     "Fetcher",
+    "GuardProxy",
     "Known",
     "Outcome",
     "Page",

@@ -39,6 +39,7 @@ examined for scoring.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -62,6 +63,7 @@ MAX_JSON_VALUES = 200_000  # values walked per JSON document
 MAX_JSON_DEPTH = 64  # levels walked: no promotion list sits deeper
 SAMPLE = 40  # items of a group examined for scoring
 MAX_ITEMS = 1000  # items read from one list: no promotions page lists more
+COMPANION_SHARE = 0.35  # of the winner's score, for a list beside it to join it
 MIN_DOM_SCORE = 4.0
 
 _SILENT = ["script", "style", "noscript", "template", "svg"]
@@ -137,8 +139,11 @@ _DATE_CLASS = re.compile(r"period|valid|срок|deadline|until|expir|duration|d
 _PRICE_CLASS = re.compile(r"price|cost|tariff|amount|sum", re.I)
 _SUMMARY_CLASS = re.compile(r"lead|desc|text|summary|teaser|excerpt|subtitle|intro", re.I)
 # Classes that vary between blocks of one list: states, and BEM modifiers (card--promo).
+# Carousels (Slick, Swiper, Owl, Splide, Glide) mark the shown slide and their clones.
 _STATE_CLASSES = re.compile(
-    r"^(?:active|is-|has-|js-|selected|current|first|last|odd|even|show|hidden)|--"
+    r"^(?:active|is-|has-|js-|selected|current|first|last|odd|even|show|hidden|cloned)|--|"
+    r"^(?:slick|swiper-slide|owl|splide__slide|glide__slide)-?(?:cloned|current|active|center|"
+    r"visible|duplicate|next|prev)"
 )
 _PAGER_TEXT = re.compile(r"^(?:\d{1,3}|[«»‹›<>←→…]|next|prev(?:ious)?|далее|назад|вперёд)$", re.I)
 _STATE_ASSIGN = re.compile(
@@ -187,6 +192,9 @@ class Candidate:
     raws: list[Raw] = field(repr=False)
     reason: str = ""  # why it lost, if it did
     selectors: Mapping[str, Any] | None = None  # dom: items and fields that pin it down
+    # dom: the list's parent element and its ancestors (lexbor node ids), to tell lists
+    # nested in one another from lists side by side.
+    path: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def titles(self) -> list[str]:
@@ -265,6 +273,8 @@ def detect(page_text: str, page_url: str) -> Detection:
             problem = f"weaker than the {chosen.strategy} list ({chosen.where})"
         reason = "; ".join(part for part in (candidate.reason, problem) if part)
         losers.append(_lost(candidate, reason))
+    if chosen is not None and chosen.strategy == "dom":
+        chosen, losers = _with_companions(chosen, losers)
     hint = None
     if chosen is None:
         hint = "no promotion list found on this page"
@@ -292,6 +302,49 @@ def _good_enough(candidate: Candidate) -> str | None:
     return None
 
 
+def _with_companions(
+    chosen: Candidate, losers: list[Candidate]
+) -> tuple[Candidate, list[Candidate]]:
+    """The DOM list with the other clean lists beside it: a hero slider over a card
+    grid, or offers in two sections, are one page's promotions. A companion lost only
+    for being weaker, scores at least COMPANION_SHARE of the winner, and is neither
+    inside the winner nor around it; its items are added once (carousels clone slides).
+    """
+    companions = [
+        loser
+        for loser in losers
+        if loser.strategy == "dom"
+        and loser.reason.startswith("weaker than the dom list")
+        and loser.score >= COMPANION_SHARE * chosen.score
+        and loser.path
+        and chosen.path
+        and loser.path[0] not in chosen.path
+        and chosen.path[0] not in loser.path
+    ]
+    companions = [
+        c
+        for c in companions
+        if not any(o is not c and (o.path[0] in c.path) for o in companions)  # outermost only
+    ]
+    if not companions:
+        return chosen, losers
+    raws: list[Raw] = []
+    seen: set[str] = set()
+    for raw in (raw for candidate in (chosen, *companions) for raw in candidate.raws):
+        identity = raw.get("link") or normalise_space(raw.get("title") or "").casefold()
+        if identity not in seen:
+            seen.add(identity)
+            raws.append(raw)
+    merged = Candidate(
+        "dom",
+        " + ".join(candidate.where for candidate in (chosen, *companions)),
+        chosen.score,
+        raws,
+        path=chosen.path,
+    )
+    return merged, [loser for loser in losers if loser not in companions]
+
+
 def _lost(candidate: Candidate, reason: str) -> Candidate:
     return Candidate(
         candidate.strategy,
@@ -300,6 +353,7 @@ def _lost(candidate: Candidate, reason: str) -> Candidate:
         candidate.raws,
         reason,
         candidate.selectors,
+        candidate.path,
     )
 
 
@@ -747,7 +801,17 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
         raws,
         "; ".join(reasons),
         _pin(parent, signature, good),
+        _path(parent),
     )
+
+
+def _path(node: LexborNode) -> tuple[int, ...]:
+    ids: list[int] = []
+    current: LexborNode | None = node
+    while current is not None and len(ids) < 256:
+        ids.append(current.mem_id)
+        current = current.parent
+    return tuple(ids)
 
 
 @dataclass(frozen=True)
@@ -839,18 +903,19 @@ def _heading(node: LexborNode) -> tuple[str | None, str | None]:
             text = normalise_space(found.text(separator=" "))
             if text and text.casefold() not in GENERIC_LINK_TEXTS:
                 return text, tag
-    for found in node.traverse(include_text=False):
-        if found is node:
+    for found in _descendants(node):
+        if _title_mark(found) is None:
             continue
+        # The innermost marked element: a caption holding a heading and a text is not
+        # the title, the heading in it is.
+        while (inner := next((d for d in _descendants(found) if _title_mark(d)), None)) is not None:
+            found = inner
+        text = normalise_space(found.text(separator=" "))
+        if text and text.casefold() not in GENERIC_LINK_TEXTS and len(text) <= 300:
+            return text, _title_mark(found)
+    for found in _descendants(node):
         classes = found.attributes.get("class") or ""
-        if _TITLE_CLASS.search(classes):
-            text = normalise_space(found.text(separator=" "))
-            if text and text.casefold() not in GENERIC_LINK_TEXTS and len(text) <= 300:
-                first = classes.split()[0]
-                return text, f"{found.tag}.{first}"
-    for found in node.traverse(include_text=False):
-        classes = found.attributes.get("class") or ""
-        if found is node or not _BIG_TEXT.search(classes) or _SMALL_TEXT.search(classes):
+        if not _BIG_TEXT.search(classes) or _SMALL_TEXT.search(classes):
             continue
         text = normalise_space(found.text(separator=" "))
         if _titleish(text):
@@ -864,6 +929,33 @@ def _heading(node: LexborNode) -> tuple[str | None, str | None]:
     return None, None
 
 
+# Attributes that name a block's part in component markup (React, Vue, microdata), read
+# like classes: <span data-part="name">, <div data-testid="card-title">, itemprop=name.
+_PART_ATTRIBUTES = ("data-part", "data-testid", "data-test", "data-field", "data-role", "itemprop")
+_NOT_TITLE = re.compile(r"sub-?title|sub-?heading|header-?(?:top|right|meta)|name-?(?:space)", re.I)
+
+
+def _title_mark(node: LexborNode) -> str | None:
+    """A selector for ``node`` if its class or part attribute says it is a title."""
+    attributes = node.attributes
+    if attributes.get("role") == "heading":
+        return f'{node.tag}[role="heading"]'
+    classes = attributes.get("class") or ""
+    if _TITLE_CLASS.search(classes) and not _NOT_TITLE.search(classes):
+        marked = [name for name in classes.split() if _TITLE_CLASS.search(name)]
+        return f"{node.tag}.{(marked or classes.split())[0]}"
+    for name in _PART_ATTRIBUTES:
+        value = attributes.get(name)
+        if value and _TITLE_CLASS.search(value) and not _NOT_TITLE.search(value):
+            return f'{node.tag}[{name}="{value}"]'
+    return None
+
+
+def _descendants(node: LexborNode) -> Iterator[LexborNode]:
+    """The elements inside ``node``, in document order (``traverse`` starts with it)."""
+    return itertools.islice(node.traverse(include_text=False), 1, None)
+
+
 def _titleish(text: str) -> bool:
     """Two words or more, with letters, not a "Read more": what a heading says."""
     return (
@@ -875,8 +967,8 @@ def _titleish(text: str) -> bool:
 
 
 def _by_class(node: LexborNode, pattern: re.Pattern[str]) -> LexborNode | None:
-    for found in node.traverse(include_text=False):
-        if found is not node and pattern.search(found.attributes.get("class") or ""):
+    for found in _descendants(node):
+        if pattern.search(found.attributes.get("class") or ""):
             return found
     return None
 

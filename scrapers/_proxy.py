@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-__all__ = ["Dial", "GuardProxy", "Judge", "open_tcp"]
+__all__ = ["Dial", "GuardProxy"]
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,17 @@ featured-plus-three layout and a FAQ page with no promotions).
 
 This set is measured, not tuned against. Its recall floor (MIN_RECALL = 0.80) is lower
 than the main corpus's on purpose: it is a floor for pages the detectors have never been
-fitted to, and the number printed with ``-s`` is the honest measure of how auto reads an
-unseen page. Nobody may change the detectors to fit these pages without adding new blind
-pages (written, like these, without looking at the detectors); otherwise the set stops
-being blind and measures nothing.
+fitted to, and the numbers printed with ``-s`` are the honest measure of how auto reads
+an unseen page. Nobody may change the detectors to fit these pages without adding new
+blind pages (written, like these, without looking at the detectors); otherwise the set
+stops being blind and measures nothing.
+
+Pages come in batches (``batch`` in corpus.yaml). Batch 1 was blind when first run
+(recall 0.804, precision 0.860); its misses were then studied and the detectors changed
+(title marks in data-* attributes, the innermost title element, carousel state classes,
+lists side by side), so batch 1 is now *seen*: it stays as a regression set. Only the
+newest batch, written after those changes by someone who had not read the detectors, is
+blind; recall and precision are printed per batch and over all.
 
 Asserted: no ``never`` text (menu, pager, cookie banner, "Подробнее"...) is ever taken as
 a title; a page without promotions gives nothing; overall recall is at least the floor.
@@ -41,6 +48,13 @@ CORPUS: list[dict[str, Any]] = yaml.safe_load((BLIND / "corpus.yaml").read_text(
 PAGES = {entry["file"]: entry for entry in CORPUS}
 TODAY = date(2026, 12, 3)
 MIN_RECALL = 0.80  # a floor for a blind set, not a target to tune towards
+SEEN_BATCHES = 1  # batches whose misses have been studied: no longer blind
+
+
+def batch(entry: dict[str, Any]) -> int:
+    return int(entry.get("batch", 1))
+
+
 KINDS = ("feed", "jsonld", "state", "dom", "none")
 LANGUAGES = ("ru", "kk", "en")
 
@@ -165,21 +179,32 @@ def test_page_without_promotions_yields_nothing(entry: dict[str, Any]) -> None:
     assert run(entry["file"]).titles == []
 
 
-def test_blind_recall_and_precision() -> None:
-    scores = [score(entry) for entry in CORPUS]
+def measure(scores: list[Score]) -> tuple[float, str]:
     expected = sum(len(s.expected) for s in scores)
     found = sum(len(s.found) for s in scores)
     correct = sum(s.correct for s in scores)
-    recall = correct / expected
+    recall = correct / expected if expected else 1.0
     precision = correct / found if found else 1.0
-    totals = (
+    return recall, (
         f"recall {recall:.3f} ({correct}/{expected}), "
         f"precision {precision:.3f} ({correct}/{found}) over {len(scores)} pages"
     )
+
+
+def test_blind_recall_and_precision() -> None:
+    scores = [score(entry) for entry in CORPUS]
     print()
     print(table(scores))
-    print(totals)
+    newest = max(batch(entry) for entry in CORPUS)
+    for number in sorted({batch(entry) for entry in CORPUS}):
+        state = "blind" if number == newest and number > SEEN_BATCHES else "seen"
+        part = [s for s in scores if batch(PAGES[s.file]) == number]
+        print(f"batch {number} ({state}): {measure(part)[1]}")
+    recall, totals = measure(scores)
+    print(f"all: {totals}")
     assert recall >= MIN_RECALL, f"{totals}; the blind floor is {MIN_RECALL}"
+    newest_recall, newest_totals = measure([s for s in scores if batch(PAGES[s.file]) == newest])
+    assert newest_recall >= MIN_RECALL, f"batch {newest}: {newest_totals}"
 
 
 # --- the blind set itself -------------------------------------------------------------
@@ -213,7 +238,7 @@ def test_blind_set_is_separate_and_varied() -> None:
 @pytest.mark.parametrize("entry", entries())
 def test_blind_entry_is_well_formed(entry: dict[str, Any]) -> None:
     allowed = {"file", "url", "language", "kind_expected", "titles", "needs_browser", "never"}
-    allowed |= {"feed", "feed_url", "data"}
+    allowed |= {"feed", "feed_url", "data", "batch"}
     assert set(entry) - allowed == set(), "unknown keys (a typo?)"
     assert entry["url"].startswith("https://")
     assert entry["language"] in LANGUAGES
