@@ -8,10 +8,12 @@ import functools
 import logging
 import os
 import random
+import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scrapers import Fetcher, FetchSettings, Profile, Renderer
 from watcher import outbox
@@ -22,7 +24,7 @@ from watcher.config import LoadedConfig, digest_of, load_config, parse_config, r
 from watcher.db.engine import Database, open_database, resolve_database_url
 from watcher.delivery import Deliverer, DeliveryReport
 from watcher.errors import ConfigError
-from watcher.heartbeat import PLANNER, beat
+from watcher.heartbeat import PLANNER, REPLICA_PREFIX, beat
 from watcher.messages import Message
 from watcher.promotions.alerts import Audience, audience_of, flush
 from watcher.promotions.jobs import (
@@ -34,6 +36,9 @@ from watcher.promotions.jobs import (
 )
 from watcher.reminders.planner import plan_due
 from watcher.sync import SyncReport, sync_config
+
+if TYPE_CHECKING:
+    from watcher.service import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ class App:
         self._rng = random.Random()
         self._seen_mtime: int | None = None  # of the last version read, good or bad
         self._reported_bad: str | None = None  # digest of the last bad version reported
+        # This daemon among the replicas on one database: its heartbeat row's name.
+        self.replica = f"{REPLICA_PREFIX}{secrets.token_hex(6)}"
 
     @classmethod
     def from_path(
@@ -97,7 +104,15 @@ class App:
             self.clock,
             concurrency=self.concurrency,
             stopping=self.stopping,
+            on_outcome=self.metrics.message,
         )
+
+    @functools.cached_property
+    def metrics(self) -> Metrics:
+        """What this process did, and what the database holds, for ``/metrics``."""
+        from watcher.service import Metrics
+
+        return Metrics(lambda: self.database, self.clock)
 
     def admin_targets(self) -> list[str]:
         return self.loaded.admin_targets()
@@ -108,9 +123,10 @@ class App:
 
     def plan(self) -> int:
         now = self.clock.now()
-        with self.database.session() as session:
+        with self.metrics.planning.time(), self.database.session() as session:
             written = plan_due(session, now)
             beat(session, PLANNER, now)
+            beat(session, self.replica, now)
             return written
 
     def audience(self) -> Audience:
@@ -146,6 +162,8 @@ class App:
         audience = self.audience()
 
         def done(result: ScrapeResult) -> None:
+            outcome = "error" if result.error else "not_modified" if result.not_modified else "ok"
+            self.metrics.scraped(result.profile.id, outcome, result.elapsed)
             if not dry_run:
                 # As each source finishes: a long scrape cut short by a stop keeps what
                 # it did, and the sources not stored stay due for the next start.
@@ -181,8 +199,11 @@ class App:
     def deliver(self) -> DeliveryReport:
         return self.deliverer.deliver_due()
 
-    def reload_if_changed(self) -> bool:
+    def reload_if_changed(self, *, force: bool = False) -> bool:
         """Re-read the config file if it changed; True if a new version took effect.
+
+        ``force`` (SIGHUP) reads the file whatever its mtime says; a file whose content
+        is what is in force, or the bad version already reported, is still a no-op.
 
         The new config, catalogue and channels are built and the database synced to
         them before anything is swapped, so a bad edit leaves all of the old ones in
@@ -193,7 +214,7 @@ class App:
             data, mtime = read_config_file(path)
         except ConfigError:
             return False  # gone or unreadable for a moment (an editor saving): keep going
-        if mtime in (self.loaded.mtime_ns, self._seen_mtime):
+        if not force and mtime in (self.loaded.mtime_ns, self._seen_mtime):
             return False
         digest = digest_of(data)
         if digest in (self.loaded.digest, self._reported_bad):
@@ -203,6 +224,7 @@ class App:
             loaded = parse_config(data, str(path), self.env)
         except ConfigError as exc:
             self._seen_mtime, self._reported_bad = mtime, digest
+            self.metrics.reloads.labels(result="rejected").inc()
             for issue in exc.issues:
                 log.error("config changed but is invalid, keeping the previous one: %s", issue)
             outbox.report_to_admin(
@@ -220,6 +242,7 @@ class App:
         if "deliverer" in self.__dict__:
             self.deliverer.loaded = loaded
         self._seen_mtime, self._reported_bad = mtime, None
+        self.metrics.reloads.labels(result="accepted").inc()
         log.info("config reloaded from %s", path)
         return True
 

@@ -35,7 +35,7 @@ STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, args.log_format)
     try:
         code: int = args.handler(args)
         return code
@@ -50,14 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _configure_logging(verbose: int) -> None:
+def _configure_logging(verbose: int, log_format: str = "text") -> None:
+    from watcher.logs import formatter
+
     level_name = os.environ.get("WATCHER_LOG_LEVEL", "").upper()
     level = logging.DEBUG if verbose else getattr(logging, level_name, logging.INFO)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     if level > logging.DEBUG:
         # These log every job run, migration step and send at INFO: noise for a daemon
         # that runs its jobs every few seconds and logs its own one line per send.
@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("WATCHER_LOG_FORMAT", "text"),
+        help="log lines as text or as one JSON object per line (default: $WATCHER_LOG_FORMAT,"
+        " else text)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -90,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         help="scrape every promotion source, plan and deliver everything due, then exit",
+    )
+    run.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        type=_listen_arg,
+        help="serve /healthz and /metrics there (off by default; e.g. 127.0.0.1:9100)",
     )
     command("check", _check, "validate the config file and show what it sets up")
     status = command("status", _status, "show every SIM's dates and last message")
@@ -149,6 +162,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _listen_arg(text: str) -> tuple[str, int]:
+    from watcher.service import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _date_arg(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -196,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.once:
         with app:
             return run_once(app)
-    return Daemon(app).run()
+    return Daemon(app, http=args.http).run()
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ Planning and scraping wake delivery at once; between runs the process sleeps, so
 idle daemon costs next to no CPU.
 
 SIGTERM/SIGINT: stop taking new work, let in-flight sends finish (bounded), exit 0.
+SIGHUP: re-read the config file now (the mtime poll of each planning pass stays).
+With ``http``, health and metrics are served beside the jobs (:mod:`watcher.service`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher import outbox
 from watcher.app import App
+from watcher.errors import WatcherError
+from watcher.service import DEFAULT_MAX_AGE, HttpService, check_health
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +69,28 @@ class Daemon:
     service needs to hang on it (an HTTP endpoint, another signal).
     """
 
-    def __init__(self, app: App, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        grace: float = SHUTDOWN_GRACE_SECONDS,
+        http: tuple[str, int] | None = None,
+        max_age: float = DEFAULT_MAX_AGE,
+    ) -> None:
         self.app = app
         self.grace = grace
         self.stop_requested = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._force_reload = threading.Event()
+        self._http_listen = http
+        self._max_age = max_age
+        self.http: HttpService | None = None
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
         self.start()
         self.stop_requested.wait()
         if not self.stop():
@@ -113,6 +129,8 @@ class Daemon:
             id="scrape",
             **common,
         )
+        if self._http_listen is not None:
+            self.http = self._serve(self._http_listen)  # before the jobs: a taken port stops here
         self._scheduler.start()
         config = app.loaded.config
         log.info(
@@ -124,8 +142,35 @@ class Daemon:
         )
 
     def reload(self) -> bool:
-        """Take up the config file if it changed and is valid; True if it did."""
-        return self.app.reload_if_changed()
+        """Take up the config file if it changed and is valid; True if it did.
+
+        After SIGHUP (:meth:`request_reload`) the file is read whatever its mtime."""
+        force = self._force_reload.is_set()
+        self._force_reload.clear()
+        return self.app.reload_if_changed(force=force)
+
+    def request_reload(self) -> None:
+        """Re-read the config file at once, in the planning job (as SIGHUP does)."""
+        self._force_reload.set()
+        job = self._scheduler.get_job("plan")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    def _serve(self, listen: tuple[str, int]) -> HttpService:
+        app = self.app
+        try:
+            service = HttpService(
+                listen,
+                health=lambda: check_health(app.database, app.clock, self._max_age),
+                metrics=app.metrics,
+            )
+        except OSError as exc:
+            host, port = listen
+            raise WatcherError(
+                f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        service.start()
+        return service
 
     def stop(self) -> bool:
         """Stop the jobs and let in-flight sends finish; False if they outlast the grace."""
@@ -134,6 +179,8 @@ class Daemon:
         finished = threading.Event()
 
         def shut_down() -> None:
+            if self.http is not None:
+                self.http.stop()
             if self._scheduler.running:
                 self._scheduler.shutdown(wait=True)
             self.app.close()
@@ -145,6 +192,11 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: finishing in-flight sends", signal.Signals(signum).name)
         self.stop_requested.set()
+
+    def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP: reloading the config")
+        # Not from the handler itself: the scheduler takes locks.
+        threading.Thread(target=self.request_reload, name="sighup", daemon=True).start()
 
     def _wake_delivery(self) -> None:
         job = self._scheduler.get_job("deliver")

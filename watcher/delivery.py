@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class _Job:
     row_id: int
     channel: str
     message: Message
+    kind: str = ""
 
 
 class Deliverer:
@@ -88,8 +90,11 @@ class Deliverer:
         concurrency: int = 8,
         rng: random.Random | None = None,
         stopping: threading.Event | None = None,
+        on_outcome: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.database = database
+        # (kind, channel, "sent" | "failed" | "dead") for each message handed to a channel
+        self.on_outcome = on_outcome
         self.loaded = loaded
         self.clock = clock
         self.concurrency = concurrency
@@ -147,7 +152,7 @@ class Deliverer:
                 else:
                     message = Message(row.title, row.body)
                 outbox.claim(row, now, message.title, message.body)
-                jobs.append(_Job(row.id, row.channel, message))
+                jobs.append(_Job(row.id, row.channel, message, row.kind))
         if held:
             log.info("%d messages held until quiet hours end", held)
         return jobs, held
@@ -192,6 +197,7 @@ class Deliverer:
             with lock:
                 report.sent += 1
             log.info("sent #%d to %s", job.row_id, job.channel)
+            self._tell(job, "sent")
             return
         now = self.clock.now()
         with self._writing, self.database.session() as session:
@@ -211,6 +217,7 @@ class Deliverer:
                     report.dead += 1
                 else:
                     report.failed += 1
+            self._tell(job, "dead" if row.status == outbox.Status.DEAD else "failed")
             if row.status == outbox.Status.DEAD:
                 log.error(
                     "gave up on %s #%d to %s: %s", row.kind, row.id, job.channel, result.error
@@ -226,6 +233,13 @@ class Deliverer:
                     row.next_attempt_at.isoformat(timespec="seconds"),
                     result.error,
                 )
+
+    def _tell(self, job: _Job, outcome: str) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(job.kind, job.channel, outcome)
+            except Exception:  # counting must never stop a send from being recorded
+                log.exception("counting a %s message failed", outcome)
 
     def _mark_sent(self, row_id: int | None) -> None:
         """Mark a row sent (None: only what is queued); returns once that is committed.

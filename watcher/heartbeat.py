@@ -10,6 +10,7 @@ from watcher.db.engine import dialect_insert
 from watcher.db.models import Heartbeat
 
 PLANNER = "planner"
+REPLICA_PREFIX = "replica:"  # + a daemon's id: one row per running daemon
 
 
 def beat(session: Session, name: str, now: datetime) -> None:

@@ -94,6 +94,11 @@ class _ScrubSecrets(logging.Filter):
 _scrubber = _ScrubSecrets()
 
 
+def current_secrets() -> list[str]:
+    """The secrets the log filter removes now (for formatters that add fields of their own)."""
+    return list(_scrubber.secrets)
+
+
 def hide_in_logs(urls: list[str]) -> None:
     """Keep these URLs' secrets out of every log line, even at DEBUG (Apprise, urllib3...).
 

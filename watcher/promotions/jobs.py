@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -63,6 +64,7 @@ class ScrapeResult:
     changes: list[Change] = field(default_factory=list)
     alerts: int = 0  # subscriber alerts written for the changes
     stored: bool = False
+    elapsed: float = 0.0  # seconds to fetch and read the source
 
     @property
     def read_as(self) -> str | None:
@@ -115,6 +117,7 @@ async def fetch_all(
 
     async def one(profile: Profile) -> ScrapeResult:
         result = ScrapeResult(profile)
+        started = time.monotonic()
         try:
             page = await get(profile)
             if page.not_modified:
@@ -127,6 +130,7 @@ async def fetch_all(
         except ScraperError as exc:
             result.error = exc
             log.warning("source %s: %s", profile.id, exc)
+        result.elapsed = time.monotonic() - started
         if on_done is not None:
             on_done(result)
         return result
