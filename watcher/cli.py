@@ -157,6 +157,15 @@ def _parser() -> argparse.ArgumentParser:
     promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
     promotions.add_argument("--active", action="store_true", help="only those not ended")
     promotions.add_argument("--json", action="store_true", help="machine-readable output")
+    calendar = command("calendar", _calendar, "print a user's dates as an iCalendar file")
+    calendar.add_argument("--user", metavar="NAME", help="whose calendar (needed if several)")
+    calendar.add_argument(
+        "--url",
+        nargs="?",
+        const="",
+        metavar="BASE",
+        help="print the feed's address with its token instead (BASE: what --http serves)",
+    )
     health = command("health", _health, "exit 0 if the daemon planned recently")
     health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
     return parser
@@ -744,6 +753,30 @@ def _init(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     with _app(args) as app:  # opening the app applies the migrations
         print(f"database {app.database.display_url} is up to date")
+    return 0
+
+
+def _calendar(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from watcher.calendar import calendar_for, calendar_token
+
+    with _app(args) as app:
+        names = [user.name for user in app.loaded.config.users]
+        if args.user is None and len(names) != 1:
+            raise WatcherError(f"several users: pass --user NAME ({', '.join(names)})")
+        name = args.user if args.user is not None else names[0]
+        if name not in names:
+            known = ", ".join(names) or "none"
+            raise WatcherError(f"no user {name!r} in {app.loaded.path} (users: {known})")
+        app.sync()
+        with app.database.session() as session:
+            if args.url is not None:
+                token = calendar_token(session, name, app.clock.now())
+                base = args.url.rstrip("/")
+                print(f"{base}/calendar/{quote(name, safe='')}.ics?token={token}")
+                return 0
+            sys.stdout.buffer.write(calendar_for(session, app.catalogue, name, app.clock.now()))
     return 0
 
 

@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher import outbox
 from watcher.app import App
+from watcher.calendar import calendar_route
 from watcher.errors import WatcherError
 from watcher.service import DEFAULT_MAX_AGE, HttpService, check_health
 
@@ -163,6 +164,7 @@ class Daemon:
                 listen,
                 health=lambda: check_health(app.database, app.clock, self._max_age),
                 metrics=app.metrics,
+                routes=[calendar_route(lambda: app.database, lambda: app.catalogue, app.clock)],
             )
         except OSError as exc:
             host, port = listen

@@ -3,6 +3,7 @@
 from watcher.db.engine import Database, default_database_url, dialect_insert, open_database
 from watcher.db.models import (
     Base,
+    CalendarToken,
     Event,
     Heartbeat,
     OutboxRow,
@@ -17,6 +18,7 @@ from watcher.db.models import (
 
 __all__ = [
     "Base",
+    "CalendarToken",
     "Database",
     "Event",
     "Heartbeat",

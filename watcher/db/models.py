@@ -324,3 +324,17 @@ class PromotionAlertRow(Base):
     change_id: Mapped[int] = mapped_column(ForeignKey("promotion_changes.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     message_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class CalendarToken(Base):
+    """The secret in a user's calendar feed URL (``/calendar/<user>.ics?token=...``).
+
+    Made on first use by ``watcher calendar --url`` or the HTTP server and kept, so the
+    URL a calendar app subscribed to keeps working; it names the user, not a SIM.
+    """
+
+    __tablename__ = "calendar_tokens"
+
+    user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
