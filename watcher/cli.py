@@ -157,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
     promotions.add_argument("--active", action="store_true", help="only those not ended")
     promotions.add_argument("--json", action="store_true", help="machine-readable output")
+    command("export", _export, "write everything recorded to stdout as JSON (for backups)")
+    load = command("import", _import, "load an export into a new, empty database")
+    load.add_argument("file", type=Path, metavar="FILE", help="a file `watcher export` wrote")
     calendar = command("calendar", _calendar, "print a user's dates as an iCalendar file")
     calendar.add_argument("--user", metavar="NAME", help="whose calendar (needed if several)")
     calendar.add_argument(
@@ -753,6 +756,30 @@ def _init(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     with _app(args) as app:  # opening the app applies the migrations
         print(f"database {app.database.display_url} is up to date")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from watcher.transfer import export_state
+
+    with _app(args) as app:
+        counts = export_state(app.database, sys.stdout)
+    print(f"exported {sum(counts.values())} rows from {app.database.display_url}", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from watcher.transfer import TransferError, import_state
+
+    try:
+        source = args.file.open(encoding="utf-8")
+    except OSError as exc:
+        raise TransferError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    with _app(args) as app, source:
+        counts = import_state(app.database, source, name=str(args.file))
+        app.sync()  # the config file in force wins over the imported copy of it
+    summary = ", ".join(f"{count} {table}" for table, count in counts.items() if count)
+    print(f"imported into {app.database.display_url}: {summary or 'nothing'}")
     return 0
 
 
