@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
+from stat import S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -390,17 +391,48 @@ class LoadedConfig:
         return [t for name in self.config.admin for t in self.channels.targets(name)]
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""The largest config file read (a 10,000-SIM config is about 2.3 MB)."""
+
+
 def read_config_file(path: Path | str) -> tuple[bytes, int]:
-    """The file's bytes and modification time; a file that cannot be read is a ConfigError."""
+    """The file's bytes and modification time; a file that cannot be read is a ConfigError.
+
+    Only a regular file is read, and at most :data:`MAX_CONFIG_BYTES` of it: a FIFO
+    would block and ``/dev/zero`` never ends. It is opened without blocking and checked
+    on the open descriptor, so nothing can be swapped in between.
+    """
     path = Path(path)
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError([ConfigIssue(str(path), "", problem)])
+
     try:
-        data = path.read_bytes()
-        stat = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
-        raise ConfigError([ConfigIssue(str(path), "", "file not found")]) from None
+        raise refuse("file not found") from None
     except OSError as exc:
-        raise ConfigError([ConfigIssue(str(path), "", f"cannot read: {exc.strerror}")]) from None
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    try:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise refuse(f"not a regular file ({_file_kind(stat.st_mode)})")
+        if stat.st_size > MAX_CONFIG_BYTES:
+            raise refuse(f"larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # grew while being read
+        raise refuse(f"larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
     return data, stat.st_mtime_ns
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((S_ISDIR, "a directory"), (S_ISFIFO, "a FIFO"), (S_ISCHR, "a device"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def digest_of(data: bytes) -> str:

@@ -1,0 +1,212 @@
+"""Hostile and careless config files: each is one line of error and exit 2, within bounds.
+
+Every case runs the real ``watcher check`` in a subprocess with its address space
+capped, so a case that blows up memory fails here rather than taking the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from watcher import yamlload
+from watcher.config import MAX_CONFIG_BYTES, parse_config
+from watcher.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMORY_LIMIT = 600 * 1024 * 1024  # address space, not RSS: imports alone take ~300 MB
+TIME_LIMIT = 30.0  # the subprocess is killed after this; a pass takes about a second
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def check(path: Path | str) -> tuple[int, str, float]:
+    """``watcher check -c PATH`` as a user runs it: (exit code, stderr, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        timeout=TIME_LIMIT,
+        preexec_fn=_limit_memory,
+    )
+    return result.returncode, result.stderr, time.monotonic() - started
+
+
+def assert_one_line_error(path: Path | str, *expected: str) -> None:
+    code, err, seconds = check(path)
+    assert "Traceback" not in err, err[-2000:]
+    assert code == 2, err[-2000:]
+    assert err.count("\n") == 1 and err.startswith("error: "), err[-2000:]
+    for text in expected:
+        assert text in err
+    assert seconds < 15, f"took {seconds:.1f} s"
+
+
+def _bomb(levels: int, width: int) -> str:
+    """A "billion laughs": ``width ** levels`` leaves from a file of a few hundred bytes."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    lines.append(f"users: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+def _merge_bomb(levels: int) -> str:
+    """The same through merge keys, which PyYAML copies into each mapping."""
+    lines = ["m0: &m0 {k0: v, k1: v, k2: v, k3: v, k4: v, k5: v, k6: v, k7: v, k8: v, k9: v}"]
+    for i in range(1, levels):
+        lines.append(f"m{i}: &m{i} {{<<: [" + ", ".join([f"*m{i - 1}"] * 10) + "]}")
+    lines.append(f"scraping: *m{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = {
+    "alias-in-own-list": ("users: &u [*u]\n", "line 1", "a YAML alias refers to itself"),
+    "alias-in-own-mapping": ("channels: &c {x: *c}\n", "line 1", "a YAML alias refers to itself"),
+    "alias-deep-inside": (
+        "channels: {a: json://x}\nusers: &u\n  - name: a\n    notify: [a]\n    sims: *u\n",
+        "line 5",
+        "a YAML alias refers to itself",
+    ),
+    "alias-through-another": ("admin: &a [&b [*a]]\n", "a YAML alias refers to itself"),
+    "merge-of-itself": ("scraping: &s {<<: *s}\n", "a YAML alias refers to itself"),
+    "5000-digit-remind_at": ("remind_at: " + "9" * 5000 + "\n", "line 1", "5,000 digits"),
+    "5000-digit-negative": ("users: [-" + "9" * 5000 + "]\n", "digits is too long"),
+    "huge-hex-number": ("timezone: 0x" + "f" * 5000 + "\n", "digits is too long"),
+    "billion-laughs": (_bomb(10, 10), "more than 400,000 values"),
+    "two-to-the-thirty": (_bomb(30, 2), "more than 400,000 values"),
+    "merge-key-bomb": (_merge_bomb(9), "more than 400,000 values"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_yaml_is_one_line_exit_2_in_bounds(name: str, tmp_path: Path) -> None:
+    text, *expected = HOSTILE[name]
+    path = tmp_path / "watcher.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert_one_line_error(path, str(path), *expected)
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "watcher.yaml"
+    os.mkfifo(path)
+    assert_one_line_error(path, "not a regular file (a FIFO)")
+
+
+def test_dev_zero_is_refused_not_read_forever() -> None:
+    assert_one_line_error("/dev/zero", "/dev/zero: not a regular file (a device)")
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    assert_one_line_error(tmp_path, "not a regular file (a directory)")
+
+
+def test_a_file_past_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "watcher.yaml"
+    with path.open("w") as file:
+        file.write("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    assert_one_line_error(path, "larger than 4 MiB")
+
+
+# --- the loader on its own: fast enough to test whole classes ---------------------------
+
+
+def test_a_bomb_is_refused_within_a_second_in_process() -> None:
+    for text in (_bomb(10, 10), _bomb(30, 2), _merge_bomb(9)):
+        started = time.perf_counter()
+        with pytest.raises(yaml.YAMLError, match="more than 400,000 values"):
+            yamlload.load(text)
+        assert time.perf_counter() - started < 1.0
+
+
+def test_aliases_within_the_bound_still_work() -> None:
+    text = "base: &b [7d, 3d]\nlater: *b\nmerged: &m {a: 1}\nother: {<<: *m, b: 2}\n"
+    assert yamlload.load(text) == {
+        "base": ["7d", "3d"],
+        "later": ["7d", "3d"],
+        "merged": {"a": 1},
+        "other": {"a": 1, "b": 2},
+    }
+
+
+def test_dates_stay_text_and_ordinary_numbers_load() -> None:
+    assert yamlload.load("d: 2026-12-01\nn: 77011234567\nx: 0x1f\ns: 1:30\n") == {
+        "d": "2026-12-01",
+        "n": 77011234567,
+        "x": 31,
+        "s": 90,
+    }
+
+
+NAMES = st.sampled_from(["a", "b", "c"])
+
+
+@st.composite
+def _documents(draw: st.DrawFn, depth: int = 0) -> str:
+    """Flow YAML with anchors anywhere and aliases to any name: defined, open or not."""
+    anchor = f"&{draw(NAMES)} " if draw(st.booleans()) else ""
+    kinds = ["scalar", "alias"] + (["list", "map"] if depth < 4 else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "scalar":
+        return anchor + draw(st.sampled_from(["x", "7d", "12", "2026-01-01", "9" * 4400]))
+    if kind == "alias":
+        return f"*{draw(NAMES)}"
+    items = draw(st.lists(_documents(depth + 1), max_size=4))
+    if kind == "list":
+        return anchor + "[" + ", ".join(items) + "]"
+    return anchor + "{" + ", ".join(f"k{i}: {item}" for i, item in enumerate(items)) + "}"
+
+
+def _is_a_tree(value: object, path: tuple[int, ...] = ()) -> bool:
+    if id(value) in path:
+        return False
+    children: list[object] = []
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, list):
+        children = value
+    return all(_is_a_tree(child, (*path, id(value))) for child in children)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents())
+def test_any_anchor_and_alias_pattern_loads_as_a_tree_or_is_a_yaml_error(text: str) -> None:
+    try:
+        data = yamlload.load(text)
+    except yaml.YAMLError:
+        return
+    assert _is_a_tree(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["users", "remind_at", "timezone", "channels"]),
+    st.sampled_from(["", "-", "+", "0x", "0o", "0b"]),
+    st.integers(min_value=1, max_value=6000),
+)
+def test_a_number_of_any_length_in_any_setting_is_one_issue(
+    key: str, prefix: str, digits: int
+) -> None:
+    digit = "1" if prefix in ("0b",) else "7"
+    text = f"{key}: {prefix}{digit * digits}\n"
+    try:
+        parse_config(text, "watcher.yaml", {})
+    except ConfigError as exc:
+        assert exc.issues
+        assert all("\n" not in str(issue) for issue in exc.issues)
