@@ -6,21 +6,35 @@ capped, so a case that blows up memory fails here rather than taking the machine
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from tests.conftest import SYNC_AT, MakeApp, WriteConfig
+from tests.servers import WebhookReceiver
 from watcher import yamlload
+from watcher.cli import main as cli_main
+from watcher.clock import FixedClock
 from watcher.config import MAX_CONFIG_BYTES, parse_config
+from watcher.daemon import run_once
+from watcher.db import Database, OutboxRow, SimRow, open_database
 from watcher.errors import ConfigError
+from watcher.reminders.planner import plan_due
+from watcher.reminders.status import sim_statuses
+from watcher.sync import sync_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 600 * 1024 * 1024  # address space, not RSS: imports alone take ~300 MB
@@ -210,3 +224,194 @@ def test_a_number_of_any_length_in_any_setting_is_one_issue(
     except ConfigError as exc:
         assert exc.issues
         assert all("\n" not in str(issue) for issue in exc.issues)
+
+
+# --- dates at the ends of the calendar ---------------------------------------------------
+
+
+def _sim_config(
+    *,
+    expires: date | None = None,
+    checked: date | None = None,
+    paid: date | None = None,
+    zone: str = "Asia/Almaty",
+    remind_at: str = "10:00",
+    before: str = "[7d, 3d, 1d, 0d]",
+    after: str = "[1d, 3d, 7d]",
+) -> str:
+    lines = [
+        f"timezone: {zone}",
+        f'remind_at: "{remind_at}"',
+        'channels: {a: "json://127.0.0.1:9/a", boss: "json://127.0.0.1:9/admin"}',
+        "admin: [boss]",
+        "users:",
+        "  - name: alice",
+        "    notify: [a]",
+        "    sims:",
+        "      - id: s1",
+        "        operator: kcell",
+        '        number: "+77011234567"',
+        f"        remind_before: {before}",
+        f"        remind_after: {after}",
+    ]
+    if expires is not None:
+        lines.append(f"        expires: {expires.isoformat()}")
+    if checked is not None:
+        lines += ["        balance_check_every: 1m", f"        last_balance_check: {checked}"]
+    if paid is not None:
+        lines += ["        idle_limit: 90d", f"        last_paid_activity: {paid}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("dates", "field"),
+    [
+        ({"expires": date(9999, 12, 31)}, "users[0].sims[0].expires"),
+        ({"expires": date(1, 1, 1)}, "users[0].sims[0].expires"),
+        ({"checked": date(9999, 12, 15)}, "users[0].sims[0].last_balance_check"),
+        ({"paid": date(9999, 11, 1)}, "users[0].sims[0].last_paid_activity"),
+    ],
+)
+def test_a_date_whose_reminders_leave_the_calendar_is_refused_by_check(
+    dates: dict[str, date], field: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(_sim_config(**dates), encoding="utf-8")
+    assert_one_line_error(path, f"{path}: {field}: ", "outside the calendar")
+
+
+@pytest.fixture(scope="module")
+def shared_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One SQLite database for every example of the property below (migrating is slow)."""
+    db = open_database(f"sqlite:///{tmp_path_factory.mktemp('dates') / 'watcher.db'}")
+    yield db
+    db.close()
+
+
+DAYS = st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31))
+EDGE_DAYS = st.one_of(
+    DAYS,
+    st.integers(0, 400).map(lambda n: date(1, 1, 1) + timedelta(days=n)),
+    st.integers(0, 400).map(lambda n: date(9999, 12, 31) - timedelta(days=n)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expires=st.none() | EDGE_DAYS,
+    checked=st.none() | EDGE_DAYS,
+    paid=st.none() | EDGE_DAYS,
+    zone=st.sampled_from(["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "America/Los_Angeles"]),
+    remind_at=st.sampled_from(["00:00", "10:00", "23:59"]),
+)
+def test_any_date_either_loads_and_plans_or_is_one_config_issue(
+    shared_database: Database,
+    expires: date | None,
+    checked: date | None,
+    paid: date | None,
+    zone: str,
+    remind_at: str,
+) -> None:
+    text = _sim_config(expires=expires, checked=checked, paid=paid, zone=zone, remind_at=remind_at)
+    try:
+        loaded = parse_config(text, "watcher.yaml", {})
+    except ConfigError as exc:
+        assert exc.issues and all("\n" not in str(issue) for issue in exc.issues)
+        return
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    with shared_database.session() as session:
+        report = sync_config(session, loaded, now)
+    assert report.unplannable == 0
+    with shared_database.session() as session:
+        plan_due(session, now + timedelta(days=400))
+        assert len(sim_statuses(session, now)) == 1
+
+
+def _two_sims(hook: str, *, with_s2: bool) -> str:
+    sims = """
+      - id: s1
+        operator: kcell
+        number: "+77011234567"
+        expires: 2026-12-20
+"""
+    if with_s2:
+        sims += """
+      - id: s2
+        operator: tele2
+        number: "+77071234567"
+        expires: 2026-11-27
+"""
+    return f"""
+timezone: Asia/Almaty
+remind_at: "00:00"
+channels: {{hook: "{hook}"}}
+admin: [hook]
+users:
+  - name: alice
+    notify: [hook]
+    sims:{sims}"""
+
+
+def test_a_sim_whose_stored_dates_leave_the_calendar_is_paused_and_the_others_go_on(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FixedClock(SYNC_AT)
+    hook = webhook.url("s3cr3t-token")
+    make_app(write_config(_two_sims(hook, with_s2=False)), clock=clock).sync()
+    first = make_app(write_config(_two_sims(hook, with_s2=False)), clock=clock)
+    with first.database.session() as session:
+        # What `watcher renew --until 9999-12-31` recorded before it was refused.
+        row = session.get(SimRow, "s1")
+        assert row is not None
+        row.expires = date(9999, 12, 31)
+
+    app = make_app(write_config(_two_sims(hook, with_s2=True)), clock=clock)
+    with caplog.at_level(logging.ERROR):
+        assert run_once(app) == 0  # neither raises nor stops: s2 is planned and sent
+        assert run_once(app) == 0  # again: the admin is not told twice
+
+    titles = [request.payload["title"] for request in webhook.received]
+    assert sum("s2" in title or "expires in 2 days" in title for title in titles) == 1
+    paused = [r.payload for r in webhook.received if "paused" in r.payload["title"]]
+    assert len(paused) == 1
+    assert "SIM s1 (+7 701 *** ** 67)" in paused[0]["message"]
+    assert "9999-12-31" in paused[0]["message"]
+    with app.database.session() as session:
+        kinds = session.execute(select(OutboxRow.sim_id, OutboxRow.kind)).all()
+    assert ("s1", "expiry") not in kinds
+    assert ("s2", "expiry") in kinds
+    assert "s1 (+7 701 *** ** 67): reminders paused" in caplog.text
+    everything = caplog.text + json.dumps([r.payload for r in webhook.received])
+    assert "+77011234567" not in everything
+    assert "s3cr3t-token" not in caplog.text
+
+
+def test_renewing_past_the_calendar_is_a_one_line_error_that_changes_nothing(
+    write_config: WriteConfig, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(_two_sims("json://127.0.0.1:9/x", with_s2=False) + f"database: {db_url}\n")
+    config = ["-c", str(path)]
+
+    def expires() -> date | None:
+        database = open_database(db_url)
+        try:
+            with database.session() as session:
+                row = session.get(SimRow, "s1")
+                return None if row is None else row.expires
+        finally:
+            database.close()
+
+    # 9999-12-31 itself: its reminders a day after cannot be placed.
+    assert cli_main(["renew", "s1", "--until", "9999-12-31", *config]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the calendar" in err, err
+    assert expires() == date(2026, 12, 20)
+    # The last date that works, then a month on from it.
+    assert cli_main(["renew", "s1", "--until", "9999-12-24", *config]) == 0
+    assert cli_main(["renew", "s1", "--for", "1m", *config]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of range" in err, err
+    assert expires() == date(9999, 12, 24)

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from stat import S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG
@@ -46,6 +46,7 @@ from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
 from watcher.masking import hide_in_logs, mask_url
 from watcher.quiet import QuietHours, parse_clock
+from watcher.reminders.rules import Kind, SimDates, out_of_calendar
 from watcher.validation import (
     DurationField,
     StrictModel,
@@ -493,6 +494,8 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
     ]
     if config is not None:
         issues += _browser_issues(entries if isinstance(entries, list) else [], config, file)
+        if catalogue is not None:
+            issues += _calendar_issues(config, catalogue, file)
     if issues or config is None or catalogue is None:
         raise ConfigError(issues)
     config._profiles = profiles
@@ -562,6 +565,48 @@ def _browser_issues(entries: list[Any], config: Config, file: str) -> list[Confi
                 return []
             return [ConfigIssue(file, f"sources[{index}].render", f"{BROWSER_HINT} ({reason})")]
     return []
+
+
+_DATE_FIELDS: dict[Kind, str] = {
+    "expiry": "expires",
+    "balance": "last_balance_check",
+    "idle": "last_paid_activity",
+}
+
+
+def _calendar_issues(config: Config, catalogue: Catalogue, file: str) -> list[ConfigIssue]:
+    """Dates whose reminders, at some offset, would fall past 9999-12-31 (or before year 1).
+
+    Checked with the same rule that schedules them, so a config that loads can be
+    planned. (The first-seen time only matters without a last balance check, and then
+    any time will do.)
+    """
+    issues = []
+    for u, user in enumerate(config.users):
+        for s, sim in enumerate(user.sims):
+            dates = SimDates(
+                timezone=config.user_timezone(user),
+                remind_at=config.user_remind_at(user),
+                first_seen=datetime(2000, 1, 1, tzinfo=UTC),
+                expires=sim.expires,
+                remind_before=tuple(sim.remind_before),
+                remind_after=tuple(sim.remind_after),
+                balance_check_every=sim.balance_check_every,
+                last_balance_check=sim.last_balance_check,
+                idle_limit=sim.idle_limit or catalogue.get(sim.operator).idle_limit,
+                last_paid_activity=sim.last_paid_activity,
+            )
+            for kind, reason in out_of_calendar(dates).items():
+                field = _DATE_FIELDS[kind]
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"users[{u}].sims[{s}].{field}",
+                        f"reminders for {getattr(sim, field)} fall outside the calendar "
+                        f"({reason}); use an earlier date or shorter offsets",
+                    )
+                )
+    return issues
 
 
 def _subscription_references(
