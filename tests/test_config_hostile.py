@@ -103,6 +103,8 @@ HOSTILE = {
     "5000-digit-remind_at": ("remind_at: " + "9" * 5000 + "\n", "line 1", "5,000 digits"),
     "5000-digit-negative": ("users: [-" + "9" * 5000 + "]\n", "digits is too long"),
     "huge-hex-number": ("timezone: 0x" + "f" * 5000 + "\n", "digits is too long"),
+    "100000-deep-lists": ("users: " + "[" * 100_000 + "]" * 100_000 + "\n", "nesting depth"),
+    "5000-deep-mappings": ("users: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "too deeply"),
     "billion-laughs": (_bomb(10, 10), "more than 400,000 values"),
     "two-to-the-thirty": (_bomb(30, 2), "more than 400,000 values"),
     "merge-key-bomb": (_merge_bomb(9), "more than 400,000 values"),
@@ -294,6 +296,15 @@ EDGE_DAYS = st.one_of(
     st.integers(0, 400).map(lambda n: date(1, 1, 1) + timedelta(days=n)),
     st.integers(0, 400).map(lambda n: date(9999, 12, 31) - timedelta(days=n)),
 )
+OFFSETS = st.lists(
+    st.builds(
+        "{}{}".format,
+        st.one_of(st.integers(0, 9999), st.integers(0, 3)),
+        st.sampled_from("dwm"),
+    ),
+    max_size=4,
+    unique=True,
+).map(lambda items: "[" + ", ".join(items) + "]")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -303,6 +314,8 @@ EDGE_DAYS = st.one_of(
     paid=st.none() | EDGE_DAYS,
     zone=st.sampled_from(["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "America/Los_Angeles"]),
     remind_at=st.sampled_from(["00:00", "10:00", "23:59"]),
+    before=OFFSETS,
+    after=OFFSETS,
 )
 def test_any_date_either_loads_and_plans_or_is_one_config_issue(
     shared_database: Database,
@@ -311,8 +324,18 @@ def test_any_date_either_loads_and_plans_or_is_one_config_issue(
     paid: date | None,
     zone: str,
     remind_at: str,
+    before: str,
+    after: str,
 ) -> None:
-    text = _sim_config(expires=expires, checked=checked, paid=paid, zone=zone, remind_at=remind_at)
+    text = _sim_config(
+        expires=expires,
+        checked=checked,
+        paid=paid,
+        zone=zone,
+        remind_at=remind_at,
+        before=before,
+        after=after,
+    )
     try:
         loaded = parse_config(text, "watcher.yaml", {})
     except ConfigError as exc:
