@@ -356,6 +356,7 @@ def _two_sims(hook: str, *, with_s2: bool) -> str:
         operator: kcell
         number: "+77011234567"
         expires: 2026-12-20
+        balance_check_every: 1m
 """
     if with_s2:
         sims += """
@@ -390,6 +391,7 @@ def test_a_sim_whose_stored_dates_leave_the_calendar_is_paused_and_the_others_go
         row = session.get(SimRow, "s1")
         assert row is not None
         row.expires = date(9999, 12, 31)
+        row.last_balance_check = date(9999, 12, 20)
 
     app = make_app(write_config(_two_sims(hook, with_s2=True)), clock=clock)
     with caplog.at_level(logging.ERROR):
@@ -406,6 +408,10 @@ def test_a_sim_whose_stored_dates_leave_the_calendar_is_paused_and_the_others_go
         kinds = session.execute(select(OutboxRow.sim_id, OutboxRow.kind)).all()
     assert ("s1", "expiry") not in kinds
     assert ("s2", "expiry") in kinds
+    with app.database.session() as session:  # what `watcher status` shows
+        statuses = {status.sim_id: status for status in sim_statuses(session, clock.now())}
+    assert statuses["s1"].expires == date(9999, 12, 31)
+    assert statuses["s1"].next_balance_check is None  # 9999-12-20 + 1m is past the calendar
     assert "s1 (+7 701 *** ** 67): reminders paused" in caplog.text
     everything = caplog.text + json.dumps([r.payload for r in webhook.received])
     assert "+77011234567" not in everything
