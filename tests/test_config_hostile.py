@@ -444,3 +444,28 @@ def test_renewing_past_the_calendar_is_a_one_line_error_that_changes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of range" in err, err
     assert expires() == date(9999, 12, 24)
+
+
+def test_without_libyaml_the_python_parser_gives_the_same_answers() -> None:
+    code = """
+import sys
+sys.modules["yaml._yaml"] = None  # as if PyYAML were built without libyaml
+import yaml
+from watcher import yamlload
+assert "CParser" not in [c.__name__ for c in yamlload._Loader.__mro__]
+assert yamlload.load("a: &a [1, 2]\\nb: *a\\nd: 2026-01-01\\n") == {
+    "a": [1, 2], "b": [1, 2], "d": "2026-01-01"
+}
+for text, problem in [("users: &u [*u]", "refers to itself"), ("n: " + "9" * 200, "too long")]:
+    try:
+        yamlload.load(text)
+    except yaml.YAMLError as exc:
+        assert problem in str(exc), exc
+    else:
+        raise AssertionError(text)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

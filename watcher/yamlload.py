@@ -32,12 +32,13 @@ MAX_DIGITS = 100
 
 try:
     from yaml._yaml import CParser as _Parser  # libyaml: scanning and parsing in C
+except ImportError:  # PyYAML built without libyaml: the same in Python, slower
 
-    _FAST = True
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
-
-    _FAST = False
+    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
 
 
 class _BoundedComposer(Composer):
@@ -102,17 +103,12 @@ class _Loader(_BoundedComposer, _Parser, yaml.constructor.SafeConstructor, yaml.
     """
 
     def __init__(self, stream: str) -> None:
-        if _FAST:
-            _Parser.__init__(self, stream)
-        else:  # pragma: no cover
-            yaml.reader.Reader.__init__(self, stream)  # type: ignore[arg-type]
-            yaml.scanner.Scanner.__init__(self)  # type: ignore[arg-type]
-            _Parser.__init__(self)  # type: ignore[call-arg]
+        _Parser.__init__(self, stream)
         _BoundedComposer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
 
-    # The C parser has its own composer; these route composing through ours.
+    # The C parser has its own composer; ours comes first in the MRO, and these say so.
     get_node = Composer.get_node
     check_node = Composer.check_node
     get_single_node = Composer.get_single_node
