@@ -13,9 +13,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from stat import S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,7 @@ from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
 from watcher.masking import hide_in_logs, mask_url
 from watcher.quiet import QuietHours, parse_clock
+from watcher.reminders.rules import Kind, SimDates, out_of_calendar
 from watcher.validation import (
     DurationField,
     StrictModel,
@@ -398,17 +400,48 @@ class LoadedConfig:
         return [t for name in self.config.admin for t in self.channels.targets(name)]
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""The largest config file read (a 10,000-SIM config is about 2.3 MB)."""
+
+
 def read_config_file(path: Path | str) -> tuple[bytes, int]:
-    """The file's bytes and modification time; a file that cannot be read is a ConfigError."""
+    """The file's bytes and modification time; a file that cannot be read is a ConfigError.
+
+    Only a regular file is read, and at most :data:`MAX_CONFIG_BYTES` of it: a FIFO
+    would block and ``/dev/zero`` never ends. It is opened without blocking and checked
+    on the open descriptor, so nothing can be swapped in between.
+    """
     path = Path(path)
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError([ConfigIssue(str(path), "", problem)])
+
     try:
-        data = path.read_bytes()
-        stat = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
-        raise ConfigError([ConfigIssue(str(path), "", "file not found")]) from None
+        raise refuse("file not found") from None
     except OSError as exc:
-        raise ConfigError([ConfigIssue(str(path), "", f"cannot read: {exc.strerror}")]) from None
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    try:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise refuse(f"not a regular file ({_file_kind(stat.st_mode)})")
+        if stat.st_size > MAX_CONFIG_BYTES:
+            raise refuse(f"larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # grew while being read
+        raise refuse(f"larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
     return data, stat.st_mtime_ns
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((S_ISDIR, "a directory"), (S_ISFIFO, "a FIFO"), (S_ISCHR, "a device"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def digest_of(data: bytes) -> str:
@@ -469,6 +502,8 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
     ]
     if config is not None:
         issues += _browser_issues(entries if isinstance(entries, list) else [], config, file)
+        if catalogue is not None:
+            issues += _calendar_issues(config, catalogue, file)
     if issues or config is None or catalogue is None:
         raise ConfigError(issues)
     config._profiles = profiles
@@ -538,6 +573,48 @@ def _browser_issues(entries: list[Any], config: Config, file: str) -> list[Confi
                 return []
             return [ConfigIssue(file, f"sources[{index}].render", f"{BROWSER_HINT} ({reason})")]
     return []
+
+
+_DATE_FIELDS: dict[Kind, str] = {
+    "expiry": "expires",
+    "balance": "last_balance_check",
+    "idle": "last_paid_activity",
+}
+
+
+def _calendar_issues(config: Config, catalogue: Catalogue, file: str) -> list[ConfigIssue]:
+    """Dates whose reminders, at some offset, would fall past 9999-12-31 (or before year 1).
+
+    Checked with the same rule that schedules them, so a config that loads can be
+    planned. (The first-seen time only matters without a last balance check, and then
+    any time will do.)
+    """
+    issues = []
+    for u, user in enumerate(config.users):
+        for s, sim in enumerate(user.sims):
+            dates = SimDates(
+                timezone=config.user_timezone(user),
+                remind_at=config.user_remind_at(user),
+                first_seen=datetime(2000, 1, 1, tzinfo=UTC),
+                expires=sim.expires,
+                remind_before=tuple(sim.remind_before),
+                remind_after=tuple(sim.remind_after),
+                balance_check_every=sim.balance_check_every,
+                last_balance_check=sim.last_balance_check,
+                idle_limit=sim.idle_limit or catalogue.get(sim.operator).idle_limit,
+                last_paid_activity=sim.last_paid_activity,
+            )
+            for kind, reason in out_of_calendar(dates).items():
+                field = _DATE_FIELDS[kind]
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"users[{u}].sims[{s}].{field}",
+                        f"reminders for {getattr(sim, field)} fall outside the calendar "
+                        f"({reason}); use an earlier date or shorter offsets",
+                    )
+                )
+    return issues
 
 
 def _subscription_references(

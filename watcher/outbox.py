@@ -12,6 +12,7 @@ A row is unique on ``(dedup_key, channel)``: whatever queues the same message tw
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -79,6 +80,7 @@ __all__ = [
     "report_to_admin",
     "selectors_stale_key",
     "source_event_key",
+    "unplannable_key",
 ]
 
 
@@ -159,6 +161,11 @@ def selectors_stale_key(source_id: str, spec: str) -> str:
 def dead_letter_key(row_id: int) -> str:
     """The admin message saying that row ``row_id`` was given up."""
     return f"dead:{row_id}"
+
+
+def unplannable_key(sim_id: str, reason: str) -> str:
+    """The admin message that a SIM's reminders are paused, once per SIM and reason."""
+    return f"unplannable:{sim_id}:{hashlib.sha256(reason.encode()).hexdigest()[:16]}"
 
 
 def config_invalid_key(version: str) -> str:

@@ -14,11 +14,14 @@ from datetime import date, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from watcher import outbox
 from watcher.config import LoadedConfig, SimConfig, UserConfig
 from watcher.db.models import Event, SimRow, UserChannel, UserRow
 from watcher.durations import Duration
+from watcher.masking import mask_phone
+from watcher.messages import Message
 from watcher.reminders.rules import format_offsets
-from watcher.reminders.slots import insert_slots, reschedule, stop_reminders
+from watcher.reminders.slots import UnplannableSim, insert_slots, reschedule, stop_reminders
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class SyncReport:
     updated: int = 0
     deactivated: int = 0
     rescheduled: int = 0
+    unplannable: int = 0  # SIMs whose dates cannot be planned: paused, the admin told
 
 
 def sync_config(session: Session, loaded: LoadedConfig, now: datetime) -> SyncReport:
@@ -53,9 +57,14 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime) -> SyncRe
         seen[sim.id] = (row, user.name, fresh)
     session.flush()  # SIM rows first: their slots refer to them
     batch: list[dict[str, object]] = []
+    unplannable = 0
     for row, user_name, fresh in seen.values():
-        if reschedule(session, row, users[user_name], fresh=fresh, batch=batch):
-            rescheduled += 1
+        try:
+            if reschedule(session, row, users[user_name], fresh=fresh, batch=batch):
+                rescheduled += 1
+        except UnplannableSim as exc:  # one SIM's dates never stop the others (or the daemon)
+            unplannable += 1
+            _pause(session, loaded, row, exc, now)
     insert_slots(session, batch)
     deactivated = 0
     for sim_id, row in existing.items():
@@ -68,7 +77,29 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime) -> SyncRe
         log.info(
             "config synced: %d SIMs added, %d changed, %d removed", added, updated, deactivated
         )
-    return SyncReport(added, updated, deactivated, rescheduled)
+    return SyncReport(added, updated, deactivated, rescheduled, unplannable)
+
+
+def _pause(
+    session: Session, loaded: LoadedConfig, row: SimRow, exc: UnplannableSim, now: datetime
+) -> None:
+    """A SIM whose dates cannot be planned: no reminders for it, logged, the admin told once.
+
+    Its slots stop matching (they were for dates it no longer has); the next sync tries
+    again, and a change of its dates (an edit, ``watcher renew``) plans it as usual.
+    """
+    row.schedule_key = ""
+    number = mask_phone(row.number)
+    log.error("SIM %s (%s): reminders paused: %s", row.id, number, exc.reason)
+    message = Message(
+        f"SIM Watcher: reminders of SIM {row.id} are paused",
+        f"SIM {row.id} ({number}) of {row.user_name}: {exc.reason}. No reminders are planned "
+        "for it until its dates are fixed (edit the config file, or run watcher renew).",
+    )
+    targets = loaded.admin_targets()
+    if targets:
+        key = outbox.unplannable_key(row.id, exc.reason)
+        outbox.enqueue(session, outbox.admin_messages(key, targets, message), now)
 
 
 def _sync_users(session: Session, loaded: LoadedConfig) -> dict[str, UserRow]:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 from pydantic_core import ErrorDetails
 
+from watcher import yamlload
 from watcher.durations import Duration
 from watcher.errors import ConfigIssue
 
@@ -45,22 +46,13 @@ DurationField = Annotated[Duration, BeforeValidator(Duration.parse), PlainSerial
 """A :class:`Duration` as users write it: ``90d``, ``2w``, ``1m``."""
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C loader where PyYAML has it (several times faster on large files).
-
-    Dates are left as text for the validators: PyYAML's own date constructor raises a
-    bare ValueError on 2026-13-01 that would lose the field's path.
-    """
-
-
-_Loader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
-
-
 def load_yaml(text: str) -> Any:
-    """Parse YAML text safely; raises ``yaml.YAMLError`` (see :func:`yaml_issue`)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text safely and within bounds; raises ``yaml.YAMLError`` (see :func:`yaml_issue`).
+
+    Dates stay text for the validators; alias bombs, self-referencing aliases and
+    giant numbers are YAML errors (:mod:`watcher.yamlload`).
+    """
+    return yamlload.load(text)
 
 
 def yaml_issue(exc: yaml.YAMLError, file: str) -> ConfigIssue:

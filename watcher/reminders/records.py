@@ -20,7 +20,7 @@ from watcher.durations import Duration
 from watcher.errors import UsageError
 from watcher.outbox import Kind, NewMessage
 from watcher.reminders.rules import renewed_expiry
-from watcher.reminders.slots import reschedule
+from watcher.reminders.slots import UnplannableSim, reschedule
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,23 @@ def record_renewal(
             "pass --for PERIOD (e.g. --for 30d) or --until DATE"
         )
     old = sim.expires
-    new = renewed_expiry(old, today, until=until, period=period)
+    try:
+        new = renewed_expiry(old, today, until=until, period=period)
+    except ValueError as exc:  # past 9999-12-31
+        raise UsageError(f"{sim.id}: {exc}") from None
     if new < today:
         raise UsageError(f"--until {new} is in the past (today is {today})")
     sim.expires = new
     sim.last_paid_activity = today
     session.add(Event(sim_id=sim.id, at=now, kind="renew", detail=f"expires {old} -> {new}"))
     outbox.cancel_pending(session, sim.id, "renewed", kinds=(Kind.EXPIRY, Kind.IDLE))
-    reschedule(session, sim, user)
+    try:
+        reschedule(session, sim, user)
+    except UnplannableSim as exc:  # the caller rolls the renewal back
+        raise UsageError(
+            f"{sim.id}: renewed to {new}, its reminders fall outside the calendar "
+            f"({exc.reason}); choose an earlier date"
+        ) from None
     return Renewal(sim.id, old, new, today)
 
 

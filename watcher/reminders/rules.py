@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -82,31 +82,25 @@ def slots_for(sim: SimDates) -> list[Slot]:
     """Every slot of the SIM's current targets, in due order."""
     slots: list[Slot] = []
 
+    def instant(day: date) -> datetime:
+        try:
+            return local_instant(day, sim.remind_at, sim.timezone)
+        except OverflowError:
+            raise ValueError(
+                f"{day} at {sim.remind_at:%H:%M} in {sim.timezone} is out of range"
+            ) from None
+
     def add(
         kind: Kind, target: date, before: Iterable[Duration], after: Iterable[Duration]
     ) -> None:
         for offset in before:
             day = offset.subtract_from(target)
-            slots.append(
-                Slot(
-                    local_instant(day, sim.remind_at, sim.timezone),
-                    kind,
-                    target,
-                    offset_label(offset, -1),
-                )
-            )
+            slots.append(Slot(instant(day), kind, target, offset_label(offset, -1)))
         for offset in after:
             if offset.amount == 0 and ZERO in sim.remind_before:
                 continue  # "0d" after is the same slot as "0d" before
             day = offset.add_to(target)
-            slots.append(
-                Slot(
-                    local_instant(day, sim.remind_at, sim.timezone),
-                    kind,
-                    target,
-                    offset_label(offset, +1),
-                )
-            )
+            slots.append(Slot(instant(day), kind, target, offset_label(offset, +1)))
 
     if sim.expires is not None:
         add("expiry", sim.expires, sim.remind_before, sim.remind_after)
@@ -116,6 +110,26 @@ def slots_for(sim: SimDates) -> list[Slot]:
     if sim.idle_limit is not None and sim.last_paid_activity is not None:
         add("idle", sim.idle_limit.add_to(sim.last_paid_activity), sim.remind_before, [])
     return sorted(set(slots))
+
+
+def out_of_calendar(sim: SimDates) -> dict[Kind, str]:
+    """Why each kind's reminders cannot be placed before 9999-12-31 (or after 0001-01-01).
+
+    :func:`slots_for` raises ValueError for such a SIM; this names the kind (so a
+    config error can name the date's field), one kind at a time.
+    """
+    alone: dict[Kind, SimDates] = {
+        "expiry": replace(sim, balance_check_every=None, idle_limit=None),
+        "balance": replace(sim, expires=None, idle_limit=None),
+        "idle": replace(sim, expires=None, balance_check_every=None),
+    }
+    problems: dict[Kind, str] = {}
+    for kind, dates in alone.items():
+        try:
+            slots_for(dates)
+        except ValueError as exc:
+            problems[kind] = str(exc)
+    return problems
 
 
 def balance_target(sim: SimDates) -> date:

@@ -19,9 +19,26 @@ from watcher import outbox
 from watcher.db.engine import dialect_insert
 from watcher.db.models import ScheduleRow, SimRow, UserRow
 from watcher.durations import Duration
+from watcher.errors import WatcherError
 from watcher.reminders.rules import SimDates, not_yet_planned, parse_offsets, slots_for
 
-__all__ = ["current_slots", "insert_slots", "reschedule", "sim_dates", "stop_reminders"]
+__all__ = [
+    "UnplannableSim",
+    "current_slots",
+    "insert_slots",
+    "reschedule",
+    "sim_dates",
+    "stop_reminders",
+]
+
+
+class UnplannableSim(WatcherError):
+    """A SIM's stored dates give reminders outside the calendar (or cannot be read)."""
+
+    def __init__(self, sim_id: str, reason: str) -> None:
+        self.sim_id = sim_id
+        self.reason = reason
+        super().__init__(f"cannot plan the reminders of SIM {sim_id}: {reason}")
 
 
 def sim_dates(row: SimRow, user: UserRow) -> SimDates:
@@ -62,15 +79,24 @@ def reschedule(
     apply are cancelled. ``fresh`` says the SIM is new, with nothing planned yet. New
     slots are appended to ``batch`` when given (the caller writes them all at once),
     else written here.
+
+    Raises :class:`UnplannableSim`, having changed nothing, when a reminder would fall
+    outside the calendar (``expires: 9999-12-31`` and a day after it) or the stored
+    dates cannot be read.
     """
     if not row.active:
         return False
-    dates = sim_dates(row, user)
-    key = dates.fingerprint()
-    if key == row.schedule_key:
-        return False
+    # Everything that can fail comes before the first write: a SIM that cannot be
+    # planned is left as it was.
+    try:
+        dates = sim_dates(row, user)
+        key = dates.fingerprint()
+        if key == row.schedule_key:
+            return False
+        slots = slots_for(dates)
+    except (ValueError, OverflowError, LookupError) as exc:  # dates or stored text unusable
+        raise UnplannableSim(row.id, str(exc)) from None
     row.schedule_key = key
-    slots = slots_for(dates)
     if not fresh:
         planned = outbox.planned_offsets(session, row.id)
         # The targets the SIM's dates still have, planned to the last offset or not.

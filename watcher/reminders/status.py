@@ -50,7 +50,7 @@ def sim_statuses(session: Session, now: datetime) -> list[SimStatus]:
     for sim in sims:
         user = users[sim.user_name]
         zone = ZoneInfo(user.timezone)
-        dates = sim_dates(sim, user)
+        next_check, deadline = _due_dates(sim, user)
         statuses.append(
             SimStatus(
                 user=sim.user_name,
@@ -60,10 +60,27 @@ def sim_statuses(session: Session, now: datetime) -> list[SimStatus]:
                 zone=zone,
                 today=now.astimezone(zone).date(),
                 expires=sim.expires,
-                next_balance_check=balance_target(dates) if dates.balance_check_every else None,
+                next_balance_check=next_check,
                 balance=sim.balance,
-                idle_deadline=idle_deadline(dates),
+                idle_deadline=deadline,
                 last_message=last.get(sim.id),
             )
         )
     return statuses
+
+
+def _due_dates(sim: SimRow, user: UserRow) -> tuple[date | None, date | None]:
+    """The next balance check and the idle deadline; None where the dates leave the calendar.
+
+    (Sync pauses such a SIM and tells the admin; the status still lists it.)
+    """
+    dates = sim_dates(sim, user)
+    try:
+        check = balance_target(dates) if dates.balance_check_every else None
+    except ValueError:
+        check = None
+    try:
+        deadline = idle_deadline(dates)
+    except ValueError:
+        deadline = None
+    return check, deadline
