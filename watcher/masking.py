@@ -4,10 +4,83 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
 # Schemes whose path or query is usually a secret token (webhooks, ntfy topics...).
 _TOKEN_PATH_SCHEMES = {"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys"}
+
+# Apprise's prefixes for free-form query parameters: ``+`` an HTTP header, ``-`` a form
+# or query field, ``:`` a payload field. Whatever they carry (``+Authorization=Bearer
+# ...``) is the user's own and may be a credential, so their values are never shown.
+_FREE_FORM_PREFIXES = ("+", "-", ":")
+
+# A parameter whose name says it carries a credential (apikey, X-Api-Key, access_token,
+# passwd, Authorization, sig...).
+_SECRET_NAME = re.compile(
+    r"key|token|secret|pass|pwd|auth|sig|session|cookie|credential|bearer|private|jwt",
+    re.IGNORECASE,
+)
+
+# Shapes of credentials: long runs of URL-safe characters mixing letters and digits,
+# long runs of digits (phone numbers, account ids) and anything this long.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.~+/=:]+")
+# A plain word ("closed", "Markdown", "text") is never a secret on its own.
+_PLAIN_WORD = re.compile(r"[A-Za-z][a-z]{0,19}|[A-Z]{1,20}")
+
+# ``name=value`` in any URL query that reaches a log line, named as a credential.
+_SECRET_QUERY_PARAM = re.compile(
+    r"(?P<name>[?&;][^=&\s#?;\"']*(?:"
+    + _SECRET_NAME.pattern
+    + r")[^=&\s#?;\"']*=)(?P<value>[^&\s#;\"']+)",
+    re.IGNORECASE,
+)
+_AUTH_SCHEME = re.compile(
+    r"\b(?P<scheme>Bearer|Basic)(?P<sep>\s+|%20|\+)(?P<value>[^\s&\"',;]{6,})"
+)
+
+
+def looks_like_token(value: str) -> bool:
+    """Whether ``value`` has the shape of a credential rather than of a word or setting.
+
+    Tokens, keys and signatures are long strings of URL-safe characters mixing letters
+    and digits (or cases); long digit runs may be phone numbers or account ids.
+    """
+    value = value.strip()
+    if len(value) < 10 or not _TOKEN_CHARS.fullmatch(value):
+        return False
+    if value.isdigit():
+        return True
+    kinds = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+        )
+    )
+    return kinds >= 2 or len(value) >= 32
+
+
+def secret_param(name: str, value: str) -> bool:
+    """Whether the query parameter ``name=value`` (both decoded) must not be shown."""
+    if not value:
+        return False
+    if name.startswith(_FREE_FORM_PREFIXES) or _SECRET_NAME.search(name):
+        return True
+    return looks_like_token(value)
+
+
+def _mask_query(query: str) -> str:
+    """``query`` with every secret parameter's value replaced by ``***``."""
+    shown = []
+    for pair in query.split("&"):
+        raw_name, equals, raw_value = pair.partition("=")
+        name, value = unquote(raw_name), unquote_plus(raw_value)
+        readable = name if name.isprintable() and not set(name) & set("&=#? ") else raw_name
+        if equals and secret_param(name, value):
+            shown.append(f"{readable}=***")
+        else:
+            shown.append(f"{readable}{equals}{raw_value}")
+    return "&".join(shown)
 
 
 def mask_phone(number: str) -> str:
@@ -37,9 +110,17 @@ def mask_url(url: str) -> str:
         return f"{scheme}://***"
     masked: str = instance.url(privacy=True)  # type: ignore[no-untyped-call]
     parts = urlsplit(masked)
-    if parts.scheme in _TOKEN_PATH_SCHEMES and parts.path.strip("/"):
-        masked = masked.replace(parts.path, "/***", 1)
-    return masked
+    path = parts.path
+    if parts.scheme in _TOKEN_PATH_SCHEMES and path.strip("/"):
+        path = "/***"
+    # Apprise hides the fields it knows; the free-form ones (``+header``, ``-field``,
+    # ``:field``) and any other key or token in the query are hidden here.
+    masked = parts._replace(path=path, query=_mask_query(parts.query)).geturl()
+    # Belt and braces: a credential Apprise echoed somewhere unexpected is still removed.
+    try:
+        return scrub(masked, _credentials(urlsplit(url)))
+    except ValueError:
+        return f"{parts.scheme}://***"
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -51,28 +132,69 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a raw URL that must never be shown: password, tokens in path and query.
+    """The parts of a raw URL that must never be shown, for scrubbing text that may echo them.
 
-    The user name is not among them: Apprise shows it too, and scrubbing a short
-    name like "user" would mangle every log line that contains the word.
+    They are the whole URL, its credentials (see ``_credentials``) and the path segments
+    and query values that are not plain words: webhook ids, ntfy topics, chat ids. Ordinary
+    words in a path (``/hooks/closed``) are not among them, nor is the user name: scrubbing
+    them would turn every later "closed" or "user" in the logs into ``***``.
     """
     try:
         parts = urlsplit(url)
     except ValueError:
         return [url]
-    found = [url]
-    if parts.password:
-        found.append(parts.password)
-    found.extend(seg for seg in parts.path.split("/") if len(seg) >= 6)
+    found = [url, *_credentials(parts)]
+    for segment in parts.path.split("/"):
+        found.extend(c for c in {segment, unquote(segment)} if _secret_segment(c))
     for pair in parts.query.split("&"):
-        _, _, value = pair.partition("=")
-        if len(value) >= 6:
-            found.append(value)
-    if parts.scheme in _TOKEN_PATH_SCHEMES or "://" in url:
-        host = parts.netloc.rsplit("@", 1)[-1]
-        if len(host) >= 20:  # telegram and similar put the token where a host would be
-            found.append(host)
+        _, _, raw_value = pair.partition("=")
+        found.extend(c for c in {raw_value, unquote_plus(raw_value)} if _secret_segment(c))
     return found
+
+
+def _credentials(parts: SplitResult) -> list[str]:
+    """What in a URL is a credential whatever the service: its password, the values of
+    free-form (``+header``) and credential-named parameters, and token-shaped strings in
+    its host (Telegram's ``123456789:AAbb...``), path or query."""
+    found: list[str] = []
+    if parts.password:
+        found.extend({parts.password, unquote(parts.password)})
+    for segment in parts.path.split("/"):
+        found.extend(c for c in {segment, unquote(segment)} if looks_like_token(c))
+    for pair in parts.query.split("&"):
+        raw_name, _, raw_value = pair.partition("=")
+        name, value = unquote(raw_name), unquote_plus(raw_value)
+        if secret_param(name, value):
+            found.extend({raw_value, value, unquote(raw_value)})
+            # "Bearer abc123": the credential may also be echoed without its scheme.
+            found.extend(word for word in value.split() if looks_like_token(word))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    if looks_like_token(host):
+        found.append(host)
+    return found
+
+
+def _secret_segment(text: str) -> bool:
+    """A path segment or value worth scrubbing from logs: long enough, and not a word."""
+    if len(text) < 6 or _PLAIN_WORD.fullmatch(text):
+        return False
+    return looks_like_token(text) or not text.isalpha()
+
+
+def scrub_credentials(text: str) -> str:
+    """``text`` with credentials that announce themselves hidden, registered or not.
+
+    Query parameters named as credentials (``?apikey=...``, ``&access_token=...``) and
+    ``Bearer``/``Basic`` values, wherever a library happens to log them.
+    """
+    text = _SECRET_QUERY_PARAM.sub(r"\g<name>***", text)
+    return _AUTH_SCHEME.sub(_hide_auth_value, text)
+
+
+def _hide_auth_value(match: re.Match[str]) -> str:
+    if _PLAIN_WORD.fullmatch(match["value"]):  # "Basic authentication failed"
+        return match[0]
+    return f"{match['scheme']}{match['sep']}***"
 
 
 class _ScrubSecrets(logging.Filter):
@@ -83,11 +205,10 @@ class _ScrubSecrets(logging.Filter):
         self.secrets: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = scrub(message, self.secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
+        message = record.getMessage()
+        cleaned = scrub_credentials(scrub(message, self.secrets))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 
