@@ -46,7 +46,7 @@ def looks_like_token(value: str) -> bool:
     and digits (or cases); long digit runs may be phone numbers or account ids.
     """
     value = value.strip()
-    if len(value) < 10 or not _TOKEN_CHARS.fullmatch(value):
+    if len(value) < 10 or not _TOKEN_CHARS.fullmatch(value) or _PLAIN_WORD.fullmatch(value):
         return False
     if value.isdigit():
         return True
@@ -169,8 +169,8 @@ def _credentials(parts: SplitResult) -> list[str]:
             # "Bearer abc123": the credential may also be echoed without its scheme.
             found.extend(word for word in value.split() if looks_like_token(word))
     host = parts.netloc.rsplit("@", 1)[-1]
-    if looks_like_token(host):
-        found.append(host)
+    if looks_like_token(host):  # and its parts: "123456789:AAbb..." is a bot id and token
+        found.extend([host, *(part for part in host.split(":") if looks_like_token(part))])
     return found
 
 
@@ -223,6 +223,37 @@ def hide_in_logs(urls: list[str]) -> None:
     _scrubber.secrets = sorted(
         {secret for url in urls for secret in url_secrets(url)}, key=len, reverse=True
     )
+    guard_logs()
+
+
+class _DropQueries(logging.Filter):
+    """Cuts the query off every URL in a record: for libraries that log whole request URLs."""
+
+    _url_query = re.compile(r"(?P<url>\b[a-z][a-z0-9+.-]*://[^\s?#\"']+)\?[^\s#\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._url_query.sub(r"\g<url>?…", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_drop_queries = _DropQueries()
+
+# Libraries that log each request's full URL, query (``?apikey=...``) included, at INFO.
+# Our fetcher logs its own line per request, host and path only.
+HTTP_LOGGERS = ("httpx", "httpcore")
+
+
+def guard_logs() -> None:
+    """Put the secret filters in place: on the root logger's handlers, which see every
+    propagated record, and on the HTTP libraries' loggers, whose request lines carry
+    the query of each URL. Call it again after adding a handler to the root logger."""
     for handler in logging.getLogger().handlers:
         if _scrubber not in handler.filters:
             handler.addFilter(_scrubber)
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _drop_queries not in logger.filters:
+            logger.addFilter(_drop_queries)
