@@ -85,13 +85,9 @@ def _mask_query(query: str) -> str:
 
 def mask_phone(number: str) -> str:
     """``+77011234567`` -> ``+7 701 *** ** 67``: enough to recognise, not to dial."""
-    digits = re.sub(r"\D", "", number)
-    if len(digits) < 7:
-        return "***"
-    if number.strip().startswith("+") and digits.startswith("7") and len(digits) == 11:
-        return f"+7 {digits[1:4]} *** ** {digits[-2:]}"
-    prefix = "+" if number.strip().startswith("+") else ""
-    return f"{prefix}{digits[:3]} *** ** {digits[-2:]}"
+    from watcher.phones import mask_number
+
+    return mask_number(number)
 
 
 def mask_url(url: str) -> str:
