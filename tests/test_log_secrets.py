@@ -136,3 +136,17 @@ def test_words_in_channel_paths_survive_and_tokens_do_not(
     url = f"{scheme}://127.0.0.1:8080/{word}/{token}?format={word}"
     line = _logged([url], f"the {word} offer, key {token}")
     assert line == f"the {word} offer, key ***"
+
+
+def test_a_badly_formatted_record_passes_the_filters_for_logging_to_report() -> None:
+    root = logging.getLogger()
+    keep = _Keep()
+    root.addHandler(keep)
+    try:
+        guard_logs()
+        assert keep.filters  # the scrubber is on every root handler
+        bad = logging.LogRecord("somelib", logging.WARNING, __file__, 1, "%s and %s", ("x",), None)
+        assert keep.filter(bad)  # no exception from the filters: emit reports it as usual
+        assert logging.getLogger("httpx").filter(bad)
+    finally:
+        root.removeHandler(keep)

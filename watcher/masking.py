@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
 # Schemes whose path or query is usually a secret token (webhooks, ntfy topics...).
@@ -21,8 +22,7 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 
-# Shapes of credentials: long runs of URL-safe characters mixing letters and digits,
-# long runs of digits (phone numbers, account ids) and anything this long.
+# The characters a token is made of (see ``looks_like_token``).
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.~+/=:]+")
 # A plain word ("closed", "Markdown", "text") is never a secret on its own.
 _PLAIN_WORD = re.compile(r"[A-Za-z][a-z]{0,19}|[A-Z]{1,20}")
@@ -201,11 +201,19 @@ class _ScrubSecrets(logging.Filter):
         self.secrets: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub_credentials(scrub(message, self.secrets))
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        _rewrite(record, lambda message: scrub_credentials(scrub(message, self.secrets)))
         return True
+
+
+def _rewrite(record: logging.LogRecord, clean: Callable[[str], str]) -> None:
+    """Replace the record's message by ``clean(message)`` when that differs."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: the handler reports it, as without us
+        return
+    cleaned = clean(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
 
 
 _scrubber = _ScrubSecrets()
@@ -228,10 +236,7 @@ class _DropQueries(logging.Filter):
     _url_query = re.compile(r"(?P<url>\b[a-z][a-z0-9+.-]*://[^\s?#\"']+)\?[^\s#\"']*")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = self._url_query.sub(r"\g<url>?…", message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        _rewrite(record, lambda message: self._url_query.sub(r"\g<url>?…", message))
         return True
 
 
@@ -239,7 +244,7 @@ _drop_queries = _DropQueries()
 
 # Libraries that log each request's full URL, query (``?apikey=...``) included, at INFO.
 # Our fetcher logs its own line per request, host and path only.
-HTTP_LOGGERS = ("httpx", "httpcore")
+_HTTP_LOGGERS = ("httpx", "httpcore")
 
 
 def guard_logs() -> None:
@@ -249,7 +254,7 @@ def guard_logs() -> None:
     for handler in logging.getLogger().handlers:
         if _scrubber not in handler.filters:
             handler.addFilter(_scrubber)
-    for name in HTTP_LOGGERS:
+    for name in _HTTP_LOGGERS:
         logger = logging.getLogger(name)
         if _drop_queries not in logger.filters:
             logger.addFilter(_drop_queries)
