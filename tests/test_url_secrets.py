@@ -173,3 +173,16 @@ def test_check_and_notify_test_hide_header_values(
         assert HEADER_SECRET not in text
         assert KEY_SECRET not in text
     assert "+X-Api-Key=***" in out
+
+
+def test_a_failing_channel_s_error_hides_its_header_values(
+    write_config: WriteConfig, db_url: str, capsys, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path = _config_with_headers(write_config, db_url, "json://127.0.0.1:1/nothing-listens")
+    assert main(["notify-test", "-c", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "FAILED  hook" in out
+    for text in (out, err, caplog.text):
+        assert HEADER_SECRET not in text
+        assert KEY_SECRET not in text
