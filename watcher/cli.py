@@ -22,7 +22,7 @@ from watcher.channels import send_test
 from watcher.config import load_config, parse_config
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
-from watcher.masking import mask_phone, mask_url
+from watcher.masking import guard_logs, mask_phone, mask_url
 from watcher.messages import render_test
 from watcher.promotions.jobs import ScrapeResult
 from watcher.reminders.records import record_balance, record_renewal
@@ -58,10 +58,12 @@ def _configure_logging(verbose: int, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level, handlers=[handler])
+    guard_logs()
     if level > logging.DEBUG:
         # These log every job run, migration step and send at INFO: noise for a daemon
         # that runs its jobs every few seconds and logs its own one line per send.
-        for noisy in ("apscheduler", "alembic", "apprise"):
+        # httpx and httpcore log each request's whole URL, query (?apikey=...) included.
+        for noisy in ("apscheduler", "alembic", "apprise", "httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -45,6 +45,7 @@ from watcher.channels import CONSOLE_URL, Channels
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
 from watcher.masking import hide_in_logs, mask_url
+from watcher.phones import normalise_number
 from watcher.quiet import QuietHours, parse_clock
 from watcher.reminders.rules import Kind, SimDates, out_of_calendar
 from watcher.validation import (
@@ -143,13 +144,13 @@ class SimConfig(StrictModel):
             raise ValueError("operator cannot be empty")
         return value
 
-    @field_validator("number")
+    @field_validator("number", mode="before")
     @classmethod
-    def _number_shape(cls, value: str) -> str:
-        compact = re.sub(r"[\s()\-]", "", value)
-        if not re.fullmatch(r"\+?\d{7,15}", compact):
-            raise ValueError("expected a phone number such as +77011234567")
-        return compact
+    def _number_shape(cls, value: object) -> object:
+        # Unquoted in YAML, 87011234567 (or +77011234567) is read as an integer.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return normalise_number(value) if isinstance(value, str) else value
 
     @field_validator("remind_before", "remind_after")
     @classmethod
