@@ -280,17 +280,15 @@ def _status(args: argparse.Namespace) -> int:
         Column("idle deadline", Kind.WHEN, wide=True),
     ]
     table: list[list[str | None]] = []
-    for row, status in zip(rows, statuses, strict=True):
-        last = status.last_message
+    for row in rows:
+        last = row["last_message"]
         table.append(
             [
                 f"{row['sim']}\n{row['number']}",
                 row["user"],
                 None if row["expires"] is None else f"{row['expires']}\n{_days(row['days_left'])}",
                 row["next_balance_check"],
-                None
-                if last is None
-                else f"{last.kind} {last.status}\n{zoned_text(last.at, status.zone)}",
+                None if last is None else f"{last['kind']} {last['status']}\n{_shown(last['at'])}",
                 row["operator"],
                 row["balance"],
                 row["idle_deadline"],
@@ -344,7 +342,7 @@ def _status_rows(app: App, statuses: Sequence[SimStatus]) -> list[dict[str, Any]
             else {
                 "kind": status.last_message.kind,
                 "status": status.last_message.status,
-                "at": status.last_message.at.astimezone(status.zone).isoformat(),
+                "at": _local(status.last_message.at, status.zone),
             },
         }
         for status in statuses
@@ -356,7 +354,16 @@ def _iso(day: date | None) -> str | None:
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> str:
-    return zoned_text(instant, zone)
+    """For --json: ISO 8601 in ``zone``, with its offset."""
+    return instant.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _shown(iso: str | None) -> str | None:
+    """A time from :func:`_local` as tables show it: ``2026-12-04 09:00 +05``."""
+    if iso is None:
+        return None
+    instant = datetime.fromisoformat(iso)
+    return zoned_text(instant, instant.tzinfo)
 
 
 def _renew(args: argparse.Namespace) -> int:
@@ -546,11 +553,12 @@ def _sources(args: argparse.Namespace) -> int:
         problem = f"{row['failures']} failed: {row['last_error']}" if row["failures"] else ""
         if not row["verified"]:
             problem = f"{problem}; selectors unverified".lstrip("; ")
-        upcoming = row["next_fetch"] or ("due" if row["watched"] else "—")
+        upcoming = "due" if row["watched"] else "—"
         table.append(
             [
                 f"{row['source']}\nevery {row['every']}",
-                f"ok   {row['last_success'] or 'never'}\nnext {upcoming}",
+                f"last {_shown(row['last_success']) or 'never'}\n"
+                f"next {_shown(row['next_fetch']) or upcoming}",
                 str(row["promotions"]),
                 who,
                 problem,
@@ -623,7 +631,14 @@ def _promotions(args: argparse.Namespace) -> int:
         if row["link"]:
             title = f"{title}\n{row['link']}"
         table.append(
-            [row["first_seen"], row["source"], title, row["ends"], price, row["last_seen"]]
+            [
+                _shown(row["first_seen"]),
+                row["source"],
+                title,
+                row["ends"],
+                price,
+                _shown(row["last_seen"]),
+            ]
         )
     print_table("Promotions", columns, table, wide=args.wide)
     return 0

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Column", "Kind", "print_table", "render_table"]
 
 TEXT_MIN_WIDTH = 12  # a free-text column is not squeezed below this to make a table fit
-_GAP = 2  # spaces between columns (rich's padding of one on each side)
+# Between columns: rich's padding of one on each side, plus the box's (blank) divider.
+_GAP_PLAIN = 2
+_GAP_BOXED = 3
 _CARD_INDENT = 2
 
 
@@ -122,13 +124,13 @@ def _print(
     cols = [columns[i] for i in shown]
     cells = [[_cell(row[i]) for i in shown] for row in rows]
     width = console.width
-    if _needed_width(cols, cells) > width:
+    terminal = console.is_terminal
+    if _needed_width(cols, cells, _GAP_BOXED if terminal else _GAP_PLAIN) > width:
         _print_cards(console, title, cols, cells, width)
         return
     from rich import box
     from rich.table import Table
 
-    terminal = console.is_terminal
     table = Table(
         title=title if terminal else None,
         box=box.SIMPLE_HEAD if terminal else None,
@@ -163,9 +165,9 @@ def _longest_line(text: str) -> int:
     return max((cell_len(line) for line in text.splitlines()), default=0)
 
 
-def _needed_width(columns: Sequence[Column], cells: Sequence[Sequence[str]]) -> int:
+def _needed_width(columns: Sequence[Column], cells: Sequence[Sequence[str]], gap: int) -> int:
     """The narrowest this table can be: unbreakable columns whole, text squeezed."""
-    total = _GAP * (len(columns) - 1)
+    total = gap * (len(columns) - 1)
     for index, column in enumerate(columns):
         longest = max([_longest_line(row[index]) for row in cells], default=0)
         if column.breakable:
@@ -199,6 +201,8 @@ def _print_cards(
 
 
 def _card_field(column: Column, value: str, label_width: int, width: int) -> list[str]:
+    from rich.cells import cell_len
+
     lead = " " * _CARD_INDENT + column.header.ljust(label_width) + "  "
     room = width - len(lead)
     parts = value.splitlines() or [""]
@@ -206,11 +210,24 @@ def _card_field(column: Column, value: str, label_width: int, width: int) -> lis
         parts = [
             piece
             for part in parts
-            for piece in textwrap.wrap(part, max(room, 10), break_long_words=True) or [""]
+            for line in textwrap.wrap(part, max(room, 10), break_long_words=True) or [""]
+            for piece in _fold(line, max(room, 10))
         ]
-    elif any(len(part) > room for part in parts):
+    elif any(cell_len(part) > room for part in parts):
         # An unbreakable value too long beside its label goes on lines of its own.
         indent = " " * (_CARD_INDENT * 2)
         return [" " * _CARD_INDENT + column.header, *(indent + part for part in parts)]
     pad = " " * len(lead)
     return [lead + parts[0], *(pad + part for part in parts[1:])]
+
+
+def _fold(line: str, width: int) -> list[str]:
+    """``line`` cut into pieces at most ``width`` terminal cells wide (CJK counts two)."""
+    from rich.cells import cell_len
+
+    pieces = [""]
+    for char in line:
+        if pieces[-1] and cell_len(pieces[-1] + char) > width:
+            pieces.append("")
+        pieces[-1] += char
+    return pieces
