@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import WriteConfig
 from watcher.cli import main
+from watcher.db import Database, open_database_readonly
 
 TODAY = date.today()  # the CLI runs on the real clock
 
@@ -142,3 +144,16 @@ def test_log_lines_carry_the_utc_offset_as_status_and_sources_times_do() -> None
     assert zoned_text(instant, ZoneInfo("Asia/Almaty")) == "2026-12-04 09:00 +05"
     kolkata = zoned_text(instant, ZoneInfo("Asia/Kolkata"), seconds=True)
     assert kolkata == "2026-12-04 09:30:05 +05:30"
+
+
+def test_the_read_only_database_refuses_writes_on_every_backend(
+    database: Database, db_url: str
+) -> None:
+    reader = open_database_readonly(db_url)
+    try:
+        with pytest.raises(DBAPIError), reader.session() as session:
+            session.execute(text("DELETE FROM heartbeats"))
+        with reader.session() as session:
+            assert session.execute(text("SELECT count(*) FROM sims")).scalar() == 0
+    finally:
+        reader.close()
