@@ -226,4 +226,4 @@ def test_every_table_command_fits_80_columns_with_long_ids(
     assert_fits_and_whole(output(capsys, "promotions", *flags, "-c", config), whole)
 
     assert scraped[0]["source"] == SOURCE_ID
-    assert_fits_and_whole(output(capsys, *scrape, *flags), [SOURCE_ID, "2990 KZT"])
+    assert_fits_and_whole(output(capsys, *scrape), [SOURCE_ID, "2990 KZT"])

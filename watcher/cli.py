@@ -123,7 +123,6 @@ def _parser() -> argparse.ArgumentParser:
     scrape.add_argument("source_ids", nargs="*", metavar="SOURCE_ID", help="default: all")
     scrape.add_argument("--dry-run", action="store_true", help="store nothing")
     scrape.add_argument("--json", action="store_true", help="machine-readable output")
-    scrape.add_argument("--wide", action="store_true", help="more columns")
     scrape.add_argument(
         "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
     )
@@ -419,9 +418,7 @@ def _scrape(args: argparse.Namespace) -> int:
                 result.promotions = extract_page(profile, page, today)
             except ScraperError as exc:
                 result.error = exc
-            return _print_scrape(
-                [result], args.json, detail=True, explain=args.explain, wide=args.wide
-            )
+            return _print_scrape([result], args.json, detail=True, explain=args.explain)
 
         chosen = _pick_profiles(profiles, args.source_ids or list(profiles), app.loaded.path)
         # A change found by hand is news like any other: unless this is a dry run, it
@@ -437,9 +434,7 @@ def _scrape(args: argparse.Namespace) -> int:
                 results = app.scrape(
                     chosen, dry_run=args.dry_run, on_done=lambda _: progress.advance(task)
                 )
-    return _print_scrape(
-        results, args.json, detail=len(chosen) == 1, explain=args.explain, wide=args.wide
-    )
+    return _print_scrape(results, args.json, detail=len(chosen) == 1, explain=args.explain)
 
 
 def _preview_url(args: argparse.Namespace) -> int:
@@ -468,7 +463,7 @@ def _preview_url(args: argparse.Namespace) -> int:
     profile = Profile(Source(id="preview", url=args.url, kind="auto", render=args.render))
     with App(loaded) as app:
         [result] = app.scrape([profile], dry_run=True)
-    code = _print_scrape([result], args.json, detail=True, explain=True, wide=args.wide)
+    code = _print_scrape([result], args.json, detail=True, explain=True)
     if not args.json and result.error is None and result.promotions:
         print("\nTo watch this page, add to your config:\n")
         print(_source_entry(result, parts.hostname))
@@ -658,7 +653,6 @@ def _print_scrape(
     *,
     detail: bool,
     explain: bool = False,
-    wide: bool = False,
 ) -> int:
     failed = sum(1 for r in results if r.error is not None)
     if as_json:
@@ -695,7 +689,7 @@ def _print_scrape(
                 note,
             ]
         )
-    print_table("Promotion sources", columns, summary, wide=wide)
+    print_table("Promotion sources", columns, summary)
     if detail:
         for r in results:
             found: list[list[str | None]] = []
@@ -712,7 +706,6 @@ def _print_scrape(
                 r.profile.id,
                 [Column("title"), Column("dates", Kind.WHEN), Column("price", Kind.NUMBER)],
                 found,
-                wide=wide,
             )
     if explain:
         for r in results:
