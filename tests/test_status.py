@@ -157,3 +157,19 @@ def test_the_read_only_database_refuses_writes_on_every_backend(
             assert session.execute(text("SELECT count(*) FROM sims")).scalar() == 0
     finally:
         reader.close()
+
+
+def test_status_on_a_database_older_than_the_code_names_the_fix(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE unrelated (x INTEGER)"))
+    engine.dispose()
+    config = write_config(CONFIG.format(db_url=f"sqlite:///{db}", expires=TODAY))
+    assert main(["status", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "no such table" in err
+    assert "watcher db upgrade" in err
+    assert "Traceback" not in err

@@ -257,10 +257,11 @@ def _status(args: argparse.Namespace) -> int:
                 statuses = sim_statuses(session, app.clock.now())
                 loaded = last_loaded(session)
         except SQLAlchemyError as exc:
-            raise DatabaseError(
-                f"cannot read database {app.reader.display_url} ({type(exc).__name__}); "
-                "if SIM Watcher was upgraded, run: watcher db upgrade"
-            ) from None
+            detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+            if re.search(r"no such (table|column)|does not exist", detail):
+                detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
+            url = app.reader.display_url
+            raise DatabaseError(f"cannot read database {url}: {detail}") from None
         rows = _status_rows(app, statuses)
         _config_notice(app, loaded)
     if args.json:
