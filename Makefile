@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-CONFIG ?= config/example.yaml
+# `make run` is the demo: config/example.yaml on its own database, started afresh each
+# time so its reminders show every time, never the database `watcher init` users get.
+DEMO_DB := config/demo.db
+RUN_ARGS ?=
 
 .PHONY: run test lint unit bench clean
 
@@ -16,7 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/watcher run -c $(CONFIG)
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	WATCHER_DATABASE_URL=sqlite:///$(abspath $(DEMO_DB)) $(BIN)/watcher run -c config/example.yaml $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher scrapers tests benchmarks
@@ -33,3 +37,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

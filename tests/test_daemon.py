@@ -26,10 +26,11 @@ def _cpu_seconds(pid: int) -> float:
 def test_make_run_prints_a_reminder_within_seconds_then_idles(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "XDG_DATA_HOME": str(tmp_path),  # the example's default database location
+        "XDG_DATA_HOME": str(tmp_path),
+        # As `make run` does, but in tmp_path rather than the example's config/demo.db.
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("WATCHER_DATABASE_URL", None)
     out = (tmp_path / "stdout").open("w+")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "watcher", "run", "-c", str(ROOT / "config" / "example.yaml")],

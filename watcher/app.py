@@ -21,7 +21,12 @@ from watcher.catalogue import Catalogue
 from watcher.channels import Channels
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig, digest_of, load_config, parse_config, read_config_file
-from watcher.db.engine import Database, open_database, resolve_database_url
+from watcher.db.engine import (
+    Database,
+    open_database,
+    open_database_readonly,
+    resolve_database_url,
+)
 from watcher.delivery import Deliverer, DeliveryReport
 from watcher.errors import ConfigError
 from watcher.heartbeat import PLANNER, REPLICA_PREFIX, beat
@@ -35,7 +40,7 @@ from watcher.promotions.jobs import (
     stored_validators,
 )
 from watcher.reminders.planner import plan_due
-from watcher.sync import SyncReport, sync_config
+from watcher.sync import SyncReport, record_loaded, sync_config
 
 if TYPE_CHECKING:
     from watcher.service import Metrics
@@ -97,6 +102,14 @@ class App:
         )
 
     @functools.cached_property
+    def reader(self) -> Database:
+        """The same database opened for reading only: not migrated, never written."""
+        config = self.loaded.config
+        return open_database_readonly(
+            resolve_database_url(config.database, self.loaded.path.parent, self.env)
+        )
+
+    @functools.cached_property
     def deliverer(self) -> Deliverer:
         return Deliverer(
             self.database,
@@ -117,9 +130,14 @@ class App:
     def admin_targets(self) -> list[str]:
         return self.loaded.admin_targets()
 
-    def sync(self) -> SyncReport:
+    def sync(self, *, by_daemon: bool = False) -> SyncReport:
+        """Bring the database in line with the config; ``by_daemon`` also records that
+        the daemon now runs on this version of the file (``watcher status`` compares)."""
         with self.database.session() as session:
-            return sync_config(session, self.loaded, self.clock.now())
+            report = sync_config(session, self.loaded, self.clock.now())
+            if by_daemon:
+                record_loaded(session, self.loaded, self.clock.now())
+            return report
 
     def plan(self) -> int:
         now = self.clock.now()
@@ -238,6 +256,7 @@ class App:
         loaded = replace(loaded, mtime_ns=mtime)
         with self.database.session() as session:
             sync_config(session, loaded, self.clock.now())
+            record_loaded(session, loaded, self.clock.now())  # only the daemon reloads
         self.loaded = loaded
         if "deliverer" in self.__dict__:
             self.deliverer.loaded = loaded
@@ -258,3 +277,5 @@ class App:
             self.deliverer.close()
         if "database" in self.__dict__:
             self.database.close()
+        if "reader" in self.__dict__:
+            self.reader.close()

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from scrapers import Page, Profile, Validators
 from watcher import __version__
 from watcher.app import App
 from watcher.channels import send_test
+from watcher.clock import zoned_text
 from watcher.config import load_config, parse_config
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
@@ -26,6 +27,10 @@ from watcher.masking import guard_logs, mask_phone, mask_url
 from watcher.messages import render_test
 from watcher.promotions.jobs import ScrapeResult
 from watcher.reminders.records import record_balance, record_renewal
+
+if TYPE_CHECKING:
+    from watcher.reminders.status import SimStatus
+    from watcher.sync import LoadedRecord
 
 log = logging.getLogger("watcher")
 
@@ -109,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     command("check", _check, "validate the config file and show what it sets up")
     status = command("status", _status, "show every SIM's dates and last message")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--wide", action="store_true", help="more columns")
     renew = command("renew", _renew, "record a renewal (and a paid activity) today")
     renew.add_argument("sim_id", metavar="SIM_ID")
     period = renew.add_mutually_exclusive_group()
@@ -155,10 +161,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sources = command("sources", _sources, "show each promotion source's health and schedule")
     sources.add_argument("--json", action="store_true", help="machine-readable output")
+    sources.add_argument("--wide", action="store_true", help="more columns")
     promotions = command("promotions", _promotions, "list known promotions, newest first")
     promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
     promotions.add_argument("--active", action="store_true", help="only those not ended")
     promotions.add_argument("--json", action="store_true", help="machine-readable output")
+    promotions.add_argument("--wide", action="store_true", help="more columns")
     command("export", _export, "write everything recorded to stdout as JSON (for backups)")
     load = command("import", _import, "load an export into a new, empty database")
     load.add_argument("file", type=Path, metavar="FILE", help="a file `watcher export` wrote")
@@ -272,48 +280,89 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    # Only reads: the database is opened read-only, never migrated or synced, so status
+    # shows what the daemon works from, and says so when the config file has moved on.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from watcher.errors import DatabaseError
+    from watcher.reminders.status import sim_statuses
+    from watcher.sync import last_loaded
+
     with _app(args) as app:
-        app.sync()
-        rows = _status_rows(app)
+        try:
+            with app.reader.session() as session:
+                statuses = sim_statuses(session, app.clock.now())
+                loaded = last_loaded(session)
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+            if re.search(r"no such (table|column)|does not exist", detail):
+                detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
+            url = app.reader.display_url
+            raise DatabaseError(f"cannot read database {url}: {detail}") from None
+        rows = _status_rows(app, statuses)
+        _config_notice(app, loaded)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from watcher.tables import Column, Kind, print_table
 
-    table = Table(title="SIM Watcher")
-    for column in (
-        "user",
-        "SIM",
-        "operator",
-        "expires",
-        "days left",
-        "next balance check",
-        "idle deadline",
-        "last message",
-    ):
-        table.add_column(column)
+    columns = [
+        Column("SIM", Kind.ID),
+        Column("user", Kind.ID),
+        Column("expires", Kind.WHEN),
+        Column("next check", Kind.WHEN),
+        Column("last message", Kind.WHEN),
+        Column("operator", Kind.TEXT, wide=True),
+        Column("balance", Kind.NUMBER, wide=True),
+        Column("idle deadline", Kind.WHEN, wide=True),
+    ]
+    table: list[list[str | None]] = []
     for row in rows:
         last = row["last_message"]
-        table.add_row(
-            row["user"],
-            f"{row['sim']} {row['number']}",
-            row["operator"],
-            row["expires"] or "—",
-            "—" if row["days_left"] is None else str(row["days_left"]),
-            row["next_balance_check"] or "—",
-            row["idle_deadline"] or "—",
-            f"{last['kind']} {last['status']} {last['at']}" if last else "—",
+        table.append(
+            [
+                f"{row['sim']}\n{row['number']}",
+                row["user"],
+                None if row["expires"] is None else f"{row['expires']}\n{_days(row['days_left'])}",
+                row["next_balance_check"],
+                None if last is None else f"{last['kind']} {last['status']}\n{_shown(last['at'])}",
+                row["operator"],
+                row["balance"],
+                row["idle_deadline"],
+            ]
         )
-    Console().print(table)
+    print_table("SIM Watcher", columns, table, wide=args.wide)
+    if not rows:
+        print("no SIMs in the database yet: the daemon loads them from the config (watcher run)")
     return 0
 
 
-def _status_rows(app: App) -> list[dict[str, Any]]:
-    from watcher.reminders.status import sim_statuses
+def _config_notice(app: App, loaded: LoadedRecord | None) -> None:
+    """Say on stderr when what status shows is not what the config file now says."""
+    path = app.loaded.path
+    if loaded is None:
+        print(
+            f"note: no daemon has loaded a config into this database yet; "
+            f"start one with: watcher run -c {path}",
+            file=sys.stderr,
+        )
+    elif loaded.digest != app.loaded.digest:
+        print(
+            f"note: {path} has changed since the daemon loaded it "
+            f"({zoned_text(loaded.at, app.loaded.config.timezone)}); this shows what the "
+            "daemon works from until it reloads (within 30 s while it runs)",
+            file=sys.stderr,
+        )
 
-    with app.database.session() as session:
-        statuses = sim_statuses(session, app.clock.now())
+
+def _days(days_left: int) -> str:
+    if days_left == 0:
+        return "today"
+    unit = "day" if abs(days_left) == 1 else "days"
+    return f"in {days_left} {unit}" if days_left > 0 else f"{-days_left} {unit} ago"
+
+
+def _status_rows(app: App, statuses: Sequence[SimStatus]) -> list[dict[str, Any]]:
     return [
         {
             "user": status.user,
@@ -342,7 +391,16 @@ def _iso(day: date | None) -> str | None:
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> str:
-    return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    """For --json: ISO 8601 in ``zone``, with its offset."""
+    return instant.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _shown(iso: str | None) -> str | None:
+    """A time from :func:`_local` as tables show it: ``2026-12-04 09:00 +05``."""
+    if iso is None:
+        return None
+    instant = datetime.fromisoformat(iso)
+    return zoned_text(instant, instant.tzinfo)
 
 
 def _renew(args: argparse.Namespace) -> int:
@@ -511,28 +569,37 @@ def _sources(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from watcher.tables import Column, Kind, print_table
 
-    table = Table(title="Promotion sources")
-    table.add_column("source", no_wrap=True)
-    for column in ("watched by", "every", "last success", "next", "known", "problem"):
-        table.add_column(column)
+    columns = [
+        Column("source", Kind.ID),
+        Column("fetches", Kind.WHEN),
+        Column("known", Kind.NUMBER),
+        Column("watched by", Kind.TEXT),
+        Column("problem", Kind.TEXT),
+        Column("operator", Kind.ID, wide=True),
+        Column("url", Kind.TEXT, wide=True),
+    ]
+    table: list[list[str | None]] = []
     for row in rows:
-        who = ", ".join(row["subscribers"]) or "(history only)" if row["watched"] else "—"
+        who = ", ".join(row["subscribers"]) or "(history only)" if row["watched"] else None
         problem = f"{row['failures']} failed: {row['last_error']}" if row["failures"] else ""
         if not row["verified"]:
             problem = f"{problem}; selectors unverified".lstrip("; ")
-        table.add_row(
-            row["source"],
-            who,
-            row["every"],
-            row["last_success"] or "never",
-            row["next_fetch"] or ("due" if row["watched"] else "—"),
-            str(row["promotions"]),
-            problem,
+        upcoming = "due" if row["watched"] else "—"
+        table.append(
+            [
+                f"{row['source']}\nevery {row['every']}",
+                f"last {_shown(row['last_success']) or 'never'}\n"
+                f"next {_shown(row['next_fetch']) or upcoming}",
+                str(row["promotions"]),
+                who,
+                problem,
+                row["operator"],
+                row["url"],
+            ]
         )
-    Console().print(table)
+    print_table("Promotion sources", columns, table, wide=args.wide)
     return 0
 
 
@@ -580,19 +647,33 @@ def _promotions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from watcher.tables import Column, Kind, print_table
 
-    table = Table(title="Promotions")
-    for column in ("first seen", "source", "title", "until", "price", "link"):
-        table.add_column(column)
+    columns = [
+        Column("first seen", Kind.WHEN),
+        Column("source", Kind.ID),
+        Column("title", Kind.TEXT),
+        Column("until", Kind.WHEN),
+        Column("price", Kind.NUMBER),
+        Column("last seen", Kind.WHEN, wide=True),
+    ]
+    table: list[list[str | None]] = []
     for row in rows:
-        price = f"{row['price']} {row['currency'] or ''}".strip() if row["price"] else ""
+        price = f"{row['price']} {row['currency'] or ''}".strip() if row["price"] else None
         title = f"{row['title']} (ended)" if row["ended"] else row["title"]
-        table.add_row(
-            row["first_seen"], row["source"], title, row["ends"] or "", price, row["link"] or ""
+        if row["link"]:
+            title = f"{title}\n{row['link']}"
+        table.append(
+            [
+                _shown(row["first_seen"]),
+                row["source"],
+                title,
+                row["ends"],
+                price,
+                _shown(row["last_seen"]),
+            ]
         )
-    Console().print(table)
+    print_table("Promotions", columns, table, wide=args.wide)
     return 0
 
 
@@ -605,20 +686,27 @@ def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -
 
 
 def _print_scrape(
-    results: list[ScrapeResult], as_json: bool, *, detail: bool, explain: bool = False
+    results: list[ScrapeResult],
+    as_json: bool,
+    *,
+    detail: bool,
+    explain: bool = False,
 ) -> int:
     failed = sum(1 for r in results if r.error is not None)
     if as_json:
         rows = [_scrape_json(r, explain=explain) for r in results]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 1 if failed else 0
-    from rich.console import Console
-    from rich.table import Table
+    from watcher.tables import Column, Kind, print_table
 
-    console = Console()
-    summary = Table(title="Promotion sources")
-    for column in ("source", "status", "promotions", "new", "changed", "ended", "alerts", "note"):
-        summary.add_column(column)
+    columns = [
+        Column("source", Kind.ID),
+        Column("status", Kind.ID),
+        Column("found", Kind.NUMBER),
+        *(Column(kind, Kind.NUMBER) for kind in ("new", "changed", "ended", "alerts")),
+        Column("note", Kind.TEXT),
+    ]
+    summary: list[list[str | None]] = []
     for r in results:
         counts = {
             kind: sum(1 for c in r.changes if c.kind == kind)
@@ -629,29 +717,38 @@ def _print_scrape(
             note = f"{note}; {r.detection.hint}".lstrip("; ")
         if not r.profile.verified:
             note = f"{note}; unverified: {', '.join(r.profile.unverified)}".lstrip("; ")
-        summary.add_row(
-            r.profile.id,
-            r.status,
-            str(len(r.promotions)),
-            *(str(counts[k]) if r.stored else "—" for k in ("new", "changed", "ended")),
-            str(r.alerts) if r.stored else "—",
-            note,
+        summary.append(
+            [
+                r.profile.id,
+                r.status,
+                str(len(r.promotions)),
+                *(str(counts[k]) if r.stored else None for k in ("new", "changed", "ended")),
+                str(r.alerts) if r.stored else None,
+                note,
+            ]
         )
-    console.print(summary)
+    print_table("Promotion sources", columns, summary)
     if detail:
         for r in results:
-            table = Table(title=r.profile.id)
-            for column in ("title", "dates", "price", "link"):
-                table.add_column(column)
+            found: list[list[str | None]] = []
             for p in r.promotions:
-                dates = " – ".join(str(d) for d in (p.starts, p.ends) if d) or (p.date_text or "")
-                price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else ""
-                table.add_row(p.title, dates, price, p.link or "")
-            console.print(table)
+                dates = " – ".join(str(d) for d in (p.starts, p.ends) if d)
+                title = p.title
+                if not dates and p.date_text:
+                    title = f"{title}\n{p.date_text}"  # as the page wrote it: free text
+                if p.link:
+                    title = f"{title}\n{p.link}"
+                price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else None
+                found.append([title, dates, price])
+            print_table(
+                r.profile.id,
+                [Column("title"), Column("dates", Kind.WHEN), Column("price", Kind.NUMBER)],
+                found,
+            )
     if explain:
         for r in results:
             for line in _explanation(r):
-                console.print(line, markup=False, highlight=False)
+                print(line)
     return 1 if failed else 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+import logging
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -47,3 +48,21 @@ def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     offset, which lands after the gap), so a reminder is never lost to a jump.
     """
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def zoned_text(instant: datetime, zone: tzinfo | None = None, *, seconds: bool = False) -> str:
+    """``2026-12-04 09:00 +05``: ``instant`` in ``zone`` (the process's own if None),
+    with its UTC offset, so times printed in different zones can be matched up."""
+    local = instant.astimezone(zone)
+    offset = local.utcoffset() or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    zone_text = f"{sign}{minutes // 60:02d}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+    return f"{local:%Y-%m-%d %H:%M:%S}"[: 19 if seconds else 16] + " " + zone_text
+
+
+class ZonedLogFormatter(logging.Formatter):
+    """Log lines stamped as the CLI prints times: ``2026-12-04 09:00:05 +05``."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return zoned_text(datetime.fromtimestamp(record.created, UTC), seconds=True)

@@ -42,7 +42,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 def run_once(app: App) -> int:
     """Plan, deliver everything due, exit: 0 if all went out, 1 if a delivery still fails."""
     outbox.release_claims(app.database)
-    app.sync()
+    app.sync(by_daemon=True)
     results = app.scrape(every_watched=True)
     if results:
         failed = sum(1 for result in results if result.error is not None)
@@ -109,7 +109,7 @@ class Daemon:
         released = outbox.release_claims(app.database)
         if released:
             log.warning("%d messages were in flight when the last run stopped; resending", released)
-        app.sync()
+        app.sync(by_daemon=True)
         app.deliverer  # noqa: B018 -- built here, before the jobs' threads race to build it
         now = datetime.now(UTC)
         common: dict[str, Any] = {

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from watcher.clock import ZonedLogFormatter
 from watcher.masking import current_secrets, scrub
 
 __all__ = ["FORMATS", "TEXT_FORMAT", "JsonFormatter", "formatter"]
@@ -66,5 +67,6 @@ def formatter(kind: str) -> logging.Formatter:
     if kind == "json":
         return JsonFormatter()
     if kind == "text":
-        return logging.Formatter(TEXT_FORMAT)
+        # Stamped with the UTC offset, as status and sources print times: they can be matched.
+        return ZonedLogFormatter(TEXT_FORMAT)
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {kind!r}")

@@ -1,6 +1,12 @@
 """Storage: typed SQLAlchemy models, engine set-up and Alembic migrations."""
 
-from watcher.db.engine import Database, default_database_url, dialect_insert, open_database
+from watcher.db.engine import (
+    Database,
+    default_database_url,
+    dialect_insert,
+    open_database,
+    open_database_readonly,
+)
 from watcher.db.models import (
     Base,
     CalendarToken,
@@ -33,4 +39,5 @@ __all__ = [
     "default_database_url",
     "dialect_insert",
     "open_database",
+    "open_database_readonly",
 ]

@@ -75,10 +75,10 @@ def _safe(url: str) -> str:
 class Database:
     """An engine and a session factory; disposes the engine only if it created it."""
 
-    def __init__(self, url_or_engine: str | URL | Engine) -> None:
+    def __init__(self, url_or_engine: str | URL | Engine, *, owns_engine: bool = False) -> None:
         if isinstance(url_or_engine, Engine):
             self.engine = url_or_engine
-            self._owns_engine = False
+            self._owns_engine = owns_engine
         else:
             self.engine = _create_engine(url_or_engine)
             self._owns_engine = True
@@ -194,3 +194,42 @@ def open_database(url: str) -> Database:
         raise
     log.debug("database ready: %s", database.display_url)
     return database
+
+
+def open_database_readonly(url: str) -> Database:
+    """Open for reading only, as ``watcher status`` does: no migration, nothing created.
+
+    SQLite is opened ``mode=ro`` (a missing file is an error, not a new empty database);
+    PostgreSQL sessions run in read-only transactions. A schema older than this
+    version's shows up as an error when it is read; ``watcher db upgrade`` fixes it.
+    """
+    import sqlite3
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {_safe(url)} is not valid") from None
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            engine = create_engine(
+                parsed, pool_pre_ping=True, execution_options={"postgresql_readonly": True}
+            )
+        except (ArgumentError, ImportError) as exc:
+            raise DatabaseError(f"cannot use database {_safe(url)}: {exc}") from None
+        return Database(engine, owns_engine=True)
+    if parsed.database in (None, "", ":memory:"):
+        raise DatabaseError("an in-memory SQLite database has nothing to read")
+    path = Path(parsed.database or "").resolve()
+    if not path.is_file():
+        raise DatabaseError(
+            f"no database at {path} yet: the daemon creates it when it starts (watcher run)"
+        )
+    uri = f"{path.as_uri()}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        connection.execute("PRAGMA query_only=ON")
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    return Database(create_engine("sqlite://", creator=connect), owns_engine=True)
