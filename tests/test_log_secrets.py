@@ -72,6 +72,7 @@ def test_httpx_request_lines_lose_their_query(
     site: PromoSite, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # an earlier CLI run may have quieted it
     guard_logs()
     httpx.get(f"{site.url}?apikey={API_KEY}&v={OPAQUE}")
     lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
