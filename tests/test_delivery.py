@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -206,10 +207,131 @@ def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(
         app.deliver()
     assert len(failures) == 1
 
-    # What was not sent (the failure stopped the batch) stays claimed; a later run
-    # past the claim lease sends it. Nothing that was sent goes out again.
-    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    # What was not sent (the failure stopped the batch) was released at once: the next
+    # run sends it without waiting out the claim lease. Nothing sent goes out again.
     app.deliver()
     arrived = sorted(r.payload["title"] for r in webhook.received)
     assert arrived == titles
+    assert {row.status for row in outbox(app)} == {"sent"}
+
+
+def bulk(app: App, count: int = 40) -> list[str]:
+    """Queue ``count`` admin messages for the hook channel; returns their titles."""
+    titles = [f"bulk #{i:02d}" for i in range(count)]
+    with app.database.session() as session:
+        enqueue(
+            session,
+            [NewMessage(f"bulk:{t}", "hook", "admin", title=t, body="x") for t in titles],
+            app.clock.now(),
+        )
+    return titles
+
+
+def claimed(app: App) -> list[int]:
+    return [row.id for row in outbox(app) if row.claimed_by is not None]
+
+
+def fail_statements(app: App, fails: Callable[[str], bool], reason: str) -> list[str]:
+    """Make each SQL statement for which ``fails`` is true raise OperationalError(reason).
+
+    Returns the list the failed statements are appended to, as they fail.
+    """
+    failed: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if fails(statement):
+            failed.append(statement)
+            raise OperationalError(statement, parameters, Exception(f"{reason} (injected)"))
+
+    event.listen(app.database.engine, "before_cursor_execute", before)
+    return failed
+
+
+def is_mark(statement: str) -> bool:
+    return statement.startswith("UPDATE outbox SET status")
+
+
+def is_release(statement: str) -> bool:
+    return statement.startswith("UPDATE outbox SET claimed_at") and "RETURNING" in statement
+
+
+def test_a_batch_that_fails_recording_a_failure_gives_back_what_it_did_not_send(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    # The database fails once (PostgreSQL restarting, SQLite's disk full) while a
+    # worker records a channel's failure: the batch stops, and its unsent rows are
+    # released at once instead of waiting five minutes for their claim lease.
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    webhook.status = 500
+    webhook.delay = 0.02
+    failures = fail_statements(
+        app,
+        lambda statement: statement.startswith("UPDATE outbox SET attempts") and not failures,
+        "server closed the connection",
+    )
+    with pytest.raises(OperationalError, match="injected"):
+        app.deliver()
+    assert len(failures) == 1
+    assert claimed(app) == []
+    never_tried = sorted(row.title or "" for row in outbox(app) if row.attempts == 0)
+    assert 0 < len(never_tried) < len(titles)  # the batch stopped part-way
+
+    webhook.status = 200
+    app.deliver()  # same instant: no lease to wait out (the failed ones wait their backoff)
+    assert sorted(r.payload["title"] for r in webhook.received) == never_tried
+
+
+def test_a_failed_release_is_tried_again_before_leaving_rows_to_the_lease(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    app.deliverer.release_waits = (0.0,)
+    webhook.delay = 0.02
+    failures = fail_statements(
+        app,
+        lambda statement: (
+            (is_mark(statement) and not failures) or (is_release(statement) and len(failures) == 1)
+        ),
+        "disk full",
+    )
+    with pytest.raises(OperationalError, match="injected"):
+        app.deliver()
+    assert len(failures) == 2  # the mark, then the first try of the release
+    app.deliver()
+    assert sorted(r.payload["title"] for r in webhook.received) == titles
+    assert {row.status for row in outbox(app)} == {"sent"}
+
+
+def test_rows_stay_claimed_until_the_lease_while_the_database_stays_down(
+    make_app: MakeApp,
+    alice: WriteConfig,
+    webhook: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    app.deliverer.release_waits = (0.0, 0.0)
+    webhook.delay = 0.02
+    down = [True]  # from just after the batch was claimed: no write gets through
+    failures = fail_statements(
+        app,
+        lambda statement: down[0] and (is_mark(statement) or is_release(statement)),
+        "connection refused",
+    )
+    with pytest.raises(OperationalError, match="injected"):
+        app.deliver()
+    assert len([s for s in failures if is_release(s)]) == 3  # a try, and one per pause
+    assert "could not release" in caplog.text
+    assert "connection refused (injected)" in caplog.text
+    assert "UPDATE" not in caplog.text  # the reason, not the SQL
+
+    down[0] = False
+    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    app.deliver()
+    assert sorted(r.payload["title"] for r in webhook.received) == titles
     assert {row.status for row in outbox(app)} == {"sent"}

@@ -258,6 +258,25 @@ def test_only_claims_of_senders_that_died_are_released(database: Database) -> No
     assert release_claims(database) == 0
 
 
+def test_a_sender_releases_only_its_own_claims_on_rows_still_pending(database: Database) -> None:
+    queue(database, message("mine", kind=Kind.ADMIN), claimed_at=T0, claimed_by=claim_owner())
+    queue(database, message("taken", kind=Kind.ADMIN), claimed_at=T0, claimed_by="other:1:x")
+    queue(
+        database,
+        message("sent", kind=Kind.ADMIN),
+        status="sent",
+        claimed_at=T0,
+        claimed_by=claim_owner(),
+    )
+    ids = [row.id for row in rows(database).values()]
+    with database.engine.begin() as connection:
+        assert outbox.release_own_claims(connection, ids) == 1
+        assert outbox.release_own_claims(connection, []) == 0
+    claims = {row.dedup_key: row.claimed_by for row in rows(database).values()}
+    assert claims == {"mine": None, "taken": "other:1:x", "sent": claim_owner()}
+    assert keys_due(database, T0) == ["mine"]
+
+
 # --- cancelling --------------------------------------------------------------------------
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "promotion_key",
     "record_failure",
     "release_claims",
+    "release_own_claims",
     "reminder_key",
     "reminder_key_sql",
     "report_to_admin",
@@ -396,6 +397,28 @@ def release_claims(database: Database) -> int:
             .values(claimed_at=None, claimed_by=None)
         )
         return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
+    """Give back rows this process claimed but did not send, so any sender takes them now.
+
+    Only rows still pending and still claimed by this process are touched: one whose
+    lease ran out and that another sender took, or one sent meanwhile, stays as it is.
+    Returns how many were released.
+    """
+    if not row_ids:
+        return 0
+    released = connection.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.id.in_(row_ids),
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.claimed_by == claim_owner(),
+        )
+        .values(claimed_at=None, claimed_by=None)
+        .returning(OutboxRow.id)
+    )
+    return len(released.all())
 
 
 def _is_dead(owner: str, host: str) -> bool:

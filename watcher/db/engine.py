@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from watcher.db.faults import remember_url
 from watcher.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def _create_engine(url: str | URL) -> Engine:
         raise DatabaseError(f"cannot use database {_safe(str(url))}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    remember_url(engine)
     return engine
 
 
