@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,11 @@ from watcher.clock import FixedClock
 from watcher.db import OutboxRow
 from watcher.delivery import retry_delay
 from watcher.outbox import CLAIM_LEASE, NewMessage, enqueue
+from watcher.reminders.records import record_renewal
 
 # 2026-11-25 10:00 in Almaty (UTC+5).
 TEN_ALMATY = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
+NEW_EXPIRY = date(2027, 1, 31)
 
 
 @pytest.fixture
@@ -177,6 +179,32 @@ def test_a_renewal_cancels_a_reminder_still_waiting_for_its_channel(
     assert webhook.received == []
     hook = next(row for row in outbox(app) if row.channel == "hook")
     assert hook.status == "cancelled"
+
+
+def test_a_renewal_during_the_send_leaves_the_reminder_recorded_as_sent(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver, smtp: SmtpSink
+) -> None:
+    # `watcher renew` runs while the reminder is on its way: it cancels the SIM's
+    # pending reminders, but the one in flight arrives, and the history says so.
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    renewals: list[str] = []
+
+    def renew_now() -> None:
+        if not renewals:
+            with app.database.session() as session:
+                renewal = record_renewal(
+                    session, "alice-kcell", clock.now(), until=NEW_EXPIRY, period=None, source="cli"
+                )
+            renewals.append(str(renewal.new))
+
+    webhook.on_post = renew_now
+    smtp.fail = True  # the mail one fails and stays cancelled: it never arrived
+    cycle(app)
+    assert renewals and len(webhook.received) == 1
+    rows = {row.channel: row for row in outbox(app)}
+    assert (rows["hook"].status, rows["hook"].last_error) == ("sent", None)
+    assert rows["mail"].status == "cancelled"
 
 
 def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(

@@ -198,6 +198,21 @@ def test_mark_sent_marks_only_rows_still_pending(database: Database) -> None:
     )
 
 
+def test_a_row_cancelled_while_a_sender_held_it_is_recorded_as_sent(database: Database) -> None:
+    # `watcher renew` cancels a SIM's pending reminders; one a sender had already
+    # claimed is going out anyway, and its sent mark wins over the cancellation.
+    queue(database, message("in-flight"), claimed_at=T0, claimed_by=claim_owner())
+    queue(database, message("waiting"))
+    with database.session() as session:
+        cancel_pending(session, "s1", "renewed")
+    assert {row.status for row in rows(database).values()} == {"cancelled"}
+    ids = [row.id for row in rows(database).values()]
+    with database.engine.begin() as connection:
+        mark_sent(connection, ids, T0)
+    status = {key: (row.status, row.last_error) for key, row in rows(database).items()}
+    assert status == {"in-flight/a": ("sent", None), "waiting/a": ("cancelled", "renewed")}
+
+
 def fail(database: Database, key: str, now: datetime, error: str = "boom") -> OutboxRow | None:
     with database.session() as session:
         row_id = session.scalar(select(OutboxRow.id).where(OutboxRow.dedup_key == key))

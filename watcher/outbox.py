@@ -31,6 +31,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     func,
     literal,
     or_,
@@ -329,10 +330,21 @@ def claim(row: OutboxRow, now: datetime, title: str, body: str) -> None:
 
 
 def mark_sent(connection: Connection, row_ids: Sequence[int], now: datetime) -> None:
-    """Mark rows sent, in one statement; rows no longer pending are left as they are."""
+    """Mark rows sent, in one statement.
+
+    A row cancelled while a sender held it (``watcher renew`` during the send) went
+    out all the same, so the sent mark wins and the history stays true. Rows cancelled
+    before anyone claimed them, and rows already sent or dead, are left as they are.
+    """
     connection.execute(
         update(OutboxRow)
-        .where(OutboxRow.id.in_(row_ids), OutboxRow.status == Status.PENDING)
+        .where(
+            OutboxRow.id.in_(row_ids),
+            or_(
+                OutboxRow.status == Status.PENDING,
+                and_(OutboxRow.status == Status.CANCELLED, OutboxRow.claimed_by.is_not(None)),
+            ),
+        )
         .values(
             status=Status.SENT.value,
             sent_at=now,
