@@ -12,14 +12,28 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, ExceptionContext
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+)
 
-__all__ = ["database_error_line", "describe_database_error", "remember_url"]
+__all__ = [
+    "database_error_line",
+    "describe_database_error",
+    "is_database_fault",
+    "remember_url",
+]
 
 _URL_ATTRIBUTE = "watcher_database_url"
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 # SQLSTATE 25006 (PostgreSQL read_only_sql_transaction: a standby, or read-only mode).
 _READ_ONLY_SQLSTATE = "25006"
+_NO_PRIVILEGE_SQLSTATE = "42501"  # the database user may not write (or read) a table
+# Errors that mean our SQL or our data is wrong: a bug, which keeps its traceback.
+_BUGS = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 
 
 def remember_url(engine: Engine) -> None:
@@ -31,6 +45,12 @@ def _tag(context: ExceptionContext) -> None:
     url = context.engine.url if context.engine is not None else None
     if url is not None and context.sqlalchemy_exception is not None:
         setattr(context.sqlalchemy_exception, _URL_ATTRIBUTE, url)
+
+
+def is_database_fault(exc: DBAPIError) -> bool:
+    """True if the database is at fault (unreachable, read-only, full, refusing us),
+    False if the error is a bug of ours (a broken constraint, bad SQL)."""
+    return not isinstance(exc, _BUGS) or _sqlstate(exc) == _NO_PRIVILEGE_SQLSTATE
 
 
 def describe_database_error(exc: BaseException) -> str:
