@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import MakeApp, WriteConfig
 from tests.servers import SmtpSink, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
+from watcher.daemon import release_dead_claims
 from watcher.db import OutboxRow
 from watcher.delivery import retry_delay
 from watcher.outbox import CLAIM_LEASE, NewMessage, enqueue
@@ -363,3 +365,26 @@ def test_rows_stay_claimed_until_the_lease_while_the_database_stays_down(
     app.deliver()
     assert sorted(r.payload["title"] for r in webhook.received) == titles
     assert {row.status for row in outbox(app)} == {"sent"}
+
+
+def test_restart_says_how_many_claimed_messages_may_really_arrive_twice(
+    make_app: MakeApp,
+    alice: WriteConfig,
+    webhook: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A sender killed mid-batch leaves its whole batch claimed, but only the few it was
+    # sending (one per worker) can have gone out: the log says so, not "40 in flight".
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    dead = f"{socket.gethostname()}:{2**22 + 4321}:deadbeef"  # no such pid
+    with app.database.session() as session:
+        session.execute(update(OutboxRow).values(claimed_at=clock.now(), claimed_by=dead))
+    assert release_dead_claims(app) == len(titles)
+    assert (
+        f"the last run stopped with {len(titles)} messages claimed; sending them now "
+        f"(at most {app.concurrency} of them were in flight and may arrive twice)"
+    ) in caplog.text
+    app.deliver()
+    assert sorted(r.payload["title"] for r in webhook.received) == titles

@@ -34,9 +34,27 @@ SCRAPE_CHECK_SECONDS = 60  # how often due sources are looked for (MIN_EVERY is 
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
+def release_dead_claims(app: App) -> int:
+    """Free the rows of senders that died on this host, saying how many may be doubled.
+
+    A sender claims a whole batch but sends ``concurrency`` rows at a time, and marks
+    each as soon as it is sent: of the rows it left claimed, at most that many were on
+    their way when it died. The rest never left; only those few may arrive twice.
+    """
+    released = outbox.release_claims(app.database)
+    if released:
+        log.warning(
+            "the last run stopped with %d messages claimed; sending them now "
+            "(at most %d of them were in flight and may arrive twice)",
+            released,
+            min(released, app.concurrency),
+        )
+    return released
+
+
 def run_once(app: App) -> int:
     """Plan, deliver everything due, exit: 0 if all went out, 1 if a delivery still fails."""
-    outbox.release_claims(app.database)
+    release_dead_claims(app)
     app.sync()
     results = app.scrape(every_watched=True)
     if results:
@@ -89,9 +107,7 @@ class Daemon:
     def start(self) -> None:
         """Release dead senders' claims, sync the config, and start the jobs."""
         app = self.app
-        released = outbox.release_claims(app.database)
-        if released:
-            log.warning("%d messages were in flight when the last run stopped; resending", released)
+        release_dead_claims(app)
         app.sync()
         app.deliverer  # noqa: B018 -- built here, before the jobs' threads race to build it
         now = datetime.now(UTC)

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    CursorResult,
     Insert,
     Select,
     String,
@@ -403,12 +402,14 @@ def release_claims(database: Database) -> int:
         dead = [owner for owner in owners if owner and _is_dead(owner, host)]
         if not dead:
             return 0
-        result = session.execute(
+        # Counted by RETURNING: a driver may report -1 as a row count.
+        released = session.execute(
             update(OutboxRow)
             .where(OutboxRow.status == Status.PENDING, OutboxRow.claimed_by.in_(dead))
             .values(claimed_at=None, claimed_by=None)
+            .returning(OutboxRow.id)
         )
-        return max(cast(CursorResult[Any], result).rowcount, 0)
+        return len(released.all())
 
 
 def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
