@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Callable
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import create_engine, event, make_url, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import MakeApp, WriteConfig
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, MakeApp, WriteConfig
 from tests.servers import SmtpSink, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
+from watcher.config import load_config
 from watcher.daemon import release_dead_claims
 from watcher.db import OutboxRow
 from watcher.delivery import retry_delay
@@ -388,3 +392,90 @@ def test_restart_says_how_many_claimed_messages_may_really_arrive_twice(
     ) in caplog.text
     app.deliver()
     assert sorted(r.payload["title"] for r in webhook.received) == titles
+
+
+def test_a_stop_mid_batch_gives_back_what_was_not_sent(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    webhook.on_post = app.stopping.set  # SIGTERM while the first sends are on their way
+    app.deliver()
+    sent = len(webhook.received)
+    assert 0 < sent < len(titles)
+    assert claimed(app) == []  # the next start sends the rest, here or on another host
+
+    app.stopping.clear()
+    webhook.on_post = None
+    app.deliver()
+    assert sorted(r.payload["title"] for r in webhook.received) == titles
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, which it may shut to new connections."""
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    server = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"watcher_outage_{uuid.uuid4().hex[:8]}"
+    with server.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(POSTGRES_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with server.connect() as connection:
+        connection.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    server.dispose()
+
+
+def test_a_postgresql_outage_mid_batch_releases_the_unsent_rows_once_it_is_back(
+    private_postgres: str,
+    alice: WriteConfig,
+    webhook: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real outage, as in a restart: the database refuses connections and drops the
+    # ones it had, mid-batch; it is back within the first pause of the release.
+    clock = FixedClock(TEN_ALMATY)
+    env = {"WATCHER_DATABASE_URL": private_postgres}
+    app = App(load_config(alice(), env), clock=clock, env=env)
+    try:
+        titles = bulk(app)
+        app.deliverer.release_waits = (2.0,)
+        name = make_url(private_postgres).database
+        server = create_engine(make_url(private_postgres).set(database="postgres"))
+        terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+        outages: list[str] = []
+
+        def restart() -> None:
+            if outages:
+                return
+            outages.append("down")
+            with server.connect() as connection:
+                connection.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                connection.execute(text(terminate), {"n": name})
+                connection.commit()
+            threading.Timer(0.5, back_up).start()
+
+        def back_up() -> None:
+            with server.connect() as connection:
+                connection.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                connection.commit()
+
+        webhook.delay = 0.05
+        webhook.on_post = restart
+        caplog.set_level(logging.INFO, logger="watcher.delivery")
+        with pytest.raises(OperationalError):
+            app.deliver()
+        server.dispose()
+        webhook.on_post = None
+        # Sent rows whose mark failed are still claimed (their mark is retried first);
+        # everything else can be taken at once.
+        assert len(claimed(app)) <= app.concurrency
+        assert "released" in caplog.text
+        app.deliver()  # the same instant: no lease to wait out
+        assert sorted(r.payload["title"] for r in webhook.received) == titles
+        assert {row.status for row in outbox(app)} == {"sent"}
+    finally:
+        app.close()
