@@ -13,20 +13,24 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tests.conftest import NO_POSTGRES, POSTGRES_URL, WriteConfig, reset_postgres
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, MakeApp, WriteConfig, reset_postgres
 from tests.servers import free_port
+from watcher.clock import FixedClock
+from watcher.daemon import Daemon
 from watcher.db import open_database
 from watcher.db.faults import database_error_line, is_database_fault
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBER = "+77011234567"
 PASSWORD = "hunter2-s3cret"
+NOW = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
 
 Watcher = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -173,3 +177,20 @@ def test_an_error_names_the_database_it_came_from_without_sql_or_password(
     assert is_database_fault(caught.value)
     line = database_error_line(caught.value)
     assert line == f"database error at {tmp_path / 'w.db'}: no such table: no_such_table"
+
+
+def test_the_daemon_logs_a_database_outage_as_one_line_per_job(
+    make_app: MakeApp, write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(write_config(config("sqlite:///unused.db")), clock=FixedClock(NOW))
+    app.sync()
+
+    def refuse(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        raise OperationalError(statement, parameters, Exception("the server is restarting"))
+
+    event.listen(app.database.engine, "before_cursor_execute", refuse)
+    Daemon(app)._deliver()
+    [record] = [r for r in caplog.records if r.name == "watcher.daemon"]
+    assert record.exc_info is None  # no traceback
+    assert record.getMessage().startswith("delivery failed; will retry: database error at ")
+    assert record.getMessage().endswith(": the server is restarting")

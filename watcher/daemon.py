@@ -22,9 +22,11 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import DBAPIError
 
 from watcher import outbox
 from watcher.app import App
+from watcher.db.faults import database_error_line, is_database_fault
 
 log = logging.getLogger(__name__)
 
@@ -172,18 +174,27 @@ class Daemon:
             self.reload()
             if self.app.plan() + self.app.flush_promotions():
                 self._wake_delivery()
-        except Exception:
-            log.exception("planning failed; will retry")
+        except Exception as exc:
+            _log_failure("planning", exc)
 
     def _scrape(self) -> None:
         try:
             if any(result.alerts or result.error for result in self.app.scrape()):
                 self._wake_delivery()
-        except Exception:
-            log.exception("scraping failed; will retry")
+        except Exception as exc:
+            _log_failure("scraping", exc)
 
     def _deliver(self) -> None:
         try:
             self.app.deliver()
-        except Exception:
-            log.exception("delivery failed; will retry")
+        except Exception as exc:
+            _log_failure("delivery", exc)
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    # The database down for a moment (a restart, a full disk) is one line per job, not a
+    # traceback; anything else is a bug and keeps its traceback.
+    if isinstance(exc, DBAPIError) and is_database_fault(exc):
+        log.error("%s failed; will retry: %s", what, database_error_line(exc))
+    else:
+        log.exception("%s failed; will retry", what)
