@@ -202,6 +202,8 @@ class Deliverer:
         Tried again after each of ``release_waits`` (cut short by a shutdown); if it
         still fails, the rows are left to the claim lease, as after a crash.
         """
+        if not row_ids:
+            return
         for pause in [*self.release_waits, None]:
             try:
                 with self._writing, self.database.engine.begin() as connection:

@@ -456,7 +456,11 @@ def _is_dead(owner: str, host: str) -> bool:
 def cancel_pending(
     session: Session, sim_id: str, reason: str, kinds: Sequence[str] | None = None
 ) -> None:
-    """Stop a SIM's unsent messages (of ``kinds``, else all): renewed, checked, removed."""
+    """Stop a SIM's unsent messages (of ``kinds``, else all): renewed, checked, removed.
+
+    A row a sender is sending right now is cancelled too; if it goes out all the
+    same, :func:`mark_sent` records it as sent.
+    """
     statement = update(OutboxRow).where(
         OutboxRow.sim_id == sim_id, OutboxRow.status == Status.PENDING
     )
