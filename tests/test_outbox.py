@@ -273,6 +273,39 @@ def test_only_claims_of_senders_that_died_are_released(database: Database) -> No
     assert release_claims(database) == 0
 
 
+@pytest.mark.parametrize(
+    ("steps", "status"),
+    [
+        (["cancel", "claim"], "cancelled"),  # cancelled first: no sender takes it
+        (["claim", "cancel", "sent"], "sent"),  # renewed during the send: it arrived
+        (["claim", "sent", "cancel"], "sent"),
+        (["claim", "cancel", "failed"], "cancelled"),  # it never arrived
+        (["claim", "failed", "cancel"], "cancelled"),
+        (["claim", "cancel", "released"], "cancelled"),  # a stopped batch gives it back
+    ],
+)
+def test_a_rows_history_says_whether_it_arrived_whatever_the_order(
+    database: Database, steps: list[str], status: str
+) -> None:
+    queue(database, message("k"))
+    for step in steps:
+        with database.session() as session:
+            row = session.scalars(select(OutboxRow)).one()
+            if step == "claim":
+                if due_rows(session, T0, limit=1, skip_locked=not database.is_sqlite):
+                    claim(row, T0, "t", "b")
+            elif step == "cancel":
+                cancel_pending(session, "s1", "renewed")
+            elif step == "sent":
+                mark_sent(session.connection(), [row.id], T0)
+            elif step == "released":
+                outbox.release_own_claims(session.connection(), [row.id])
+        if step == "failed":
+            fail(database, "k", T0)
+    assert rows(database)["k/a"].status == status
+    assert keys_due(database, T0 + timedelta(days=1)) == []  # nothing left to send again
+
+
 def test_a_sender_releases_only_its_own_claims_on_rows_still_pending(database: Database) -> None:
     queue(database, message("mine", kind=Kind.ADMIN), claimed_at=T0, claimed_by=claim_owner())
     queue(database, message("taken", kind=Kind.ADMIN), claimed_at=T0, claimed_by="other:1:x")
