@@ -31,6 +31,7 @@ class WebhookReceiver:
     requests: int = 0
     status: int = 200
     delay: float = 0.0
+    on_post: Callable[[], None] | None = None  # runs while a request waits for its answer
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,6 +44,8 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if receiver.on_post is not None:
+                    receiver.on_post()
                 with receiver._lock:
                     receiver.requests += 1
                     status = receiver.status

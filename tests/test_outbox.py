@@ -198,6 +198,21 @@ def test_mark_sent_marks_only_rows_still_pending(database: Database) -> None:
     )
 
 
+def test_a_row_cancelled_while_a_sender_held_it_is_recorded_as_sent(database: Database) -> None:
+    # `watcher renew` cancels a SIM's pending reminders; one a sender had already
+    # claimed is going out anyway, and its sent mark wins over the cancellation.
+    queue(database, message("in-flight"), claimed_at=T0, claimed_by=claim_owner())
+    queue(database, message("waiting"))
+    with database.session() as session:
+        cancel_pending(session, "s1", "renewed")
+    assert {row.status for row in rows(database).values()} == {"cancelled"}
+    ids = [row.id for row in rows(database).values()]
+    with database.engine.begin() as connection:
+        mark_sent(connection, ids, T0)
+    status = {key: (row.status, row.last_error) for key, row in rows(database).items()}
+    assert status == {"in-flight/a": ("sent", None), "waiting/a": ("cancelled", "renewed")}
+
+
 def fail(database: Database, key: str, now: datetime, error: str = "boom") -> OutboxRow | None:
     with database.session() as session:
         row_id = session.scalar(select(OutboxRow.id).where(OutboxRow.dedup_key == key))
@@ -256,6 +271,58 @@ def test_only_claims_of_senders_that_died_are_released(database: Database) -> No
     claimed = {row.dedup_key for row in rows(database).values() if row.claimed_by}
     assert claimed == {"live", "elsewhere", "sent"}
     assert release_claims(database) == 0
+
+
+@pytest.mark.parametrize(
+    ("steps", "status"),
+    [
+        (["cancel", "claim"], "cancelled"),  # cancelled first: no sender takes it
+        (["claim", "cancel", "sent"], "sent"),  # renewed during the send: it arrived
+        (["claim", "sent", "cancel"], "sent"),
+        (["claim", "cancel", "failed"], "cancelled"),  # it never arrived
+        (["claim", "failed", "cancel"], "cancelled"),
+        (["claim", "cancel", "released"], "cancelled"),  # a stopped batch gives it back
+    ],
+)
+def test_a_rows_history_says_whether_it_arrived_whatever_the_order(
+    database: Database, steps: list[str], status: str
+) -> None:
+    queue(database, message("k"))
+    for step in steps:
+        with database.session() as session:
+            row = session.scalars(select(OutboxRow)).one()
+            if step == "claim":
+                if due_rows(session, T0, limit=1, skip_locked=not database.is_sqlite):
+                    claim(row, T0, "t", "b")
+            elif step == "cancel":
+                cancel_pending(session, "s1", "renewed")
+            elif step == "sent":
+                mark_sent(session.connection(), [row.id], T0)
+            elif step == "released":
+                outbox.release_own_claims(session.connection(), [row.id])
+        if step == "failed":
+            fail(database, "k", T0)
+    assert rows(database)["k/a"].status == status
+    assert keys_due(database, T0 + timedelta(days=1)) == []  # nothing left to send again
+
+
+def test_a_sender_releases_only_its_own_claims_on_rows_still_pending(database: Database) -> None:
+    queue(database, message("mine", kind=Kind.ADMIN), claimed_at=T0, claimed_by=claim_owner())
+    queue(database, message("taken", kind=Kind.ADMIN), claimed_at=T0, claimed_by="other:1:x")
+    queue(
+        database,
+        message("sent", kind=Kind.ADMIN),
+        status="sent",
+        claimed_at=T0,
+        claimed_by=claim_owner(),
+    )
+    ids = [row.id for row in rows(database).values()]
+    with database.engine.begin() as connection:
+        assert outbox.release_own_claims(connection, ids) == 1
+        assert outbox.release_own_claims(connection, []) == 0
+    claims = {row.dedup_key: row.claimed_by for row in rows(database).values()}
+    assert claims == {"mine": None, "taken": "other:1:x", "sent": claim_owner()}
+    assert keys_due(database, T0) == ["mine"]
 
 
 # --- cancelling --------------------------------------------------------------------------

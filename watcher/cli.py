@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import DBAPIError
+
 from scrapers import Page, Profile, Validators
 from watcher import __version__
 from watcher.app import App
 from watcher.channels import send_test
 from watcher.clock import zoned_text
 from watcher.config import load_config, parse_config
+from watcher.db.faults import database_error_line, is_database_fault
 from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
 from watcher.masking import guard_logs, mask_phone, mask_url
@@ -51,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except DBAPIError as exc:  # the database failed under a command: one line, no SQL
+        if not is_database_fault(exc):
+            raise
+        print(f"error: {database_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

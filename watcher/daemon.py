@@ -24,10 +24,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import DBAPIError
 
 from watcher import outbox
 from watcher.app import App
 from watcher.calendar import calendar_route
+from watcher.db.faults import database_error_line, is_database_fault
 from watcher.errors import WatcherError
 from watcher.service import DEFAULT_MAX_AGE, HttpService, check_health
 
@@ -39,9 +41,27 @@ SCRAPE_CHECK_SECONDS = 60  # how often due sources are looked for (MIN_EVERY is 
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
+def release_dead_claims(app: App) -> int:
+    """Free the rows of senders that died on this host, saying how many may be doubled.
+
+    A sender claims a whole batch but sends ``concurrency`` rows at a time, and marks
+    each as soon as it is sent: of the rows it left claimed, at most that many were on
+    their way when it died. The rest never left; only those few may arrive twice.
+    """
+    released = outbox.release_claims(app.database)
+    if released:
+        log.warning(
+            "the last run stopped with %d messages claimed; sending them now "
+            "(at most %d of them were in flight and may arrive twice)",
+            released,
+            min(released, app.concurrency),
+        )
+    return released
+
+
 def run_once(app: App) -> int:
     """Plan, deliver everything due, exit: 0 if all went out, 1 if a delivery still fails."""
-    outbox.release_claims(app.database)
+    release_dead_claims(app)
     app.sync(by_daemon=True)
     results = app.scrape(every_watched=True)
     if results:
@@ -106,9 +126,7 @@ class Daemon:
     def start(self) -> None:
         """Release dead senders' claims, sync the config, and start the jobs."""
         app = self.app
-        released = outbox.release_claims(app.database)
-        if released:
-            log.warning("%d messages were in flight when the last run stopped; resending", released)
+        release_dead_claims(app)
         app.sync(by_daemon=True)
         app.deliverer  # noqa: B018 -- built here, before the jobs' threads race to build it
         now = datetime.now(UTC)
@@ -210,18 +228,27 @@ class Daemon:
             self.reload()
             if self.app.plan() + self.app.flush_promotions():
                 self._wake_delivery()
-        except Exception:
-            log.exception("planning failed; will retry")
+        except Exception as exc:
+            _log_failure("planning", exc)
 
     def _scrape(self) -> None:
         try:
             if any(result.alerts or result.error for result in self.app.scrape()):
                 self._wake_delivery()
-        except Exception:
-            log.exception("scraping failed; will retry")
+        except Exception as exc:
+            _log_failure("scraping", exc)
 
     def _deliver(self) -> None:
         try:
             self.app.deliver()
-        except Exception:
-            log.exception("delivery failed; will retry")
+        except Exception as exc:
+            _log_failure("delivery", exc)
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    # The database down for a moment (a restart, a full disk) is one line per job, not a
+    # traceback; anything else is a bug and keeps its traceback.
+    if isinstance(exc, DBAPIError) and is_database_fault(exc):
+        log.error("%s failed; will retry: %s", what, database_error_line(exc))
+    else:
+        log.exception("%s failed; will retry", what)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from watcher import outbox
@@ -28,6 +29,7 @@ from watcher.channels import SendResult
 from watcher.clock import Clock
 from watcher.config import LoadedConfig
 from watcher.db.engine import Database
+from watcher.db.faults import describe_database_error
 from watcher.db.models import OutboxRow, SimRow, UserRow
 from watcher.masking import mask_phone
 from watcher.messages import Message, ReminderFacts, render_dead_letter, render_reminder
@@ -40,6 +42,9 @@ FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(hours=6)
 GIVE_UP_AFTER = timedelta(hours=48)
 BATCH = 200
+# Pauses (seconds) before trying again to release a failed batch's claims while the
+# database is down; then the claim lease takes over.
+RELEASE_WAITS = (0.5, 2.0)
 
 
 def retry_delay(attempts: int, rng: random.Random) -> timedelta:
@@ -91,6 +96,7 @@ class Deliverer:
         rng: random.Random | None = None,
         stopping: threading.Event | None = None,
         on_outcome: Callable[[str, str, str], None] | None = None,
+        release_waits: Sequence[float] = RELEASE_WAITS,
     ) -> None:
         self.database = database
         # (kind, channel, "sent" | "failed" | "dead") for each message handed to a channel
@@ -100,6 +106,7 @@ class Deliverer:
         self.concurrency = concurrency
         self.rng = rng or random.Random()
         self.stopping = stopping or threading.Event()
+        self.release_waits = tuple(release_waits)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
         # SQLite takes one writer at a time and makes the others sleep-and-retry; taking
         # turns in-process is much cheaper. PostgreSQL needs no such turn-taking.
@@ -166,13 +173,18 @@ class Deliverer:
         channels = loaded.channels
         admin_targets = loaded.admin_targets()
 
+        accepted: set[int] = set()  # rows a channel took: sent, whether marked yet or not
+
         def work(job: _Job) -> None:
             # Each worker records its own send before it takes the next one, so at most
             # one message per worker is ever sent but not yet marked.
             if self.stopping.is_set() or failed.is_set():
-                return  # left claimed: released and sent at the next start
+                return  # not sent: released below
             try:
                 result = channels.send(job.channel, job.message)
+                if result.ok:
+                    with lock:
+                        accepted.add(job.row_id)
                 self._record(job, result, report, lock, admin_targets)
             except BaseException:
                 failed.set()  # recording fails (the database): send no more of this batch
@@ -180,9 +192,41 @@ class Deliverer:
 
         futures = [self._pool.submit(work, job) for job in jobs]
         wait(futures)  # never return while a worker is still sending
+        if failed.is_set() or self.stopping.is_set():
+            # The rest of the batch was never sent: give it back now, not after the lease.
+            # Sent rows whose mark failed stay claimed; the next _mark_sent marks them.
+            self._release([job.row_id for job in jobs if job.row_id not in accepted])
         for future in futures:
             future.result()  # the first failure, if any
         return report
+
+    def _release(self, row_ids: list[int]) -> None:
+        """Release this process's claims on ``row_ids``; the database may still be down.
+
+        Tried again after each of ``release_waits`` (cut short by a shutdown); if it
+        still fails, the rows are left to the claim lease, as after a crash.
+        """
+        if not row_ids:
+            return
+        for pause in [*self.release_waits, None]:
+            try:
+                with self._writing, self.database.engine.begin() as connection:
+                    released = outbox.release_own_claims(connection, row_ids)
+            except SQLAlchemyError as exc:
+                if pause is None:
+                    log.warning(
+                        "could not release %d unsent messages (%s); they are sent after "
+                        "the claim lease of %d minutes",
+                        len(row_ids),
+                        describe_database_error(exc),
+                        outbox.CLAIM_LEASE.total_seconds() // 60,
+                    )
+                    return
+                self.stopping.wait(pause)
+                continue
+            if released:
+                log.info("released %d unsent messages for the next delivery", released)
+            return
 
     def _record(
         self,

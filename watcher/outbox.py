@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    CursorResult,
     Insert,
     Select,
     String,
     Table,
+    and_,
     func,
     literal,
     or_,
@@ -75,6 +75,7 @@ __all__ = [
     "promotion_key",
     "record_failure",
     "release_claims",
+    "release_own_claims",
     "reminder_key",
     "reminder_key_sql",
     "report_to_admin",
@@ -335,10 +336,21 @@ def claim(row: OutboxRow, now: datetime, title: str, body: str) -> None:
 
 
 def mark_sent(connection: Connection, row_ids: Sequence[int], now: datetime) -> None:
-    """Mark rows sent, in one statement; rows no longer pending are left as they are."""
+    """Mark rows sent, in one statement.
+
+    A row cancelled while a sender held it (``watcher renew`` during the send) went
+    out all the same, so the sent mark wins and the history stays true. Rows cancelled
+    before anyone claimed them, and rows already sent or dead, are left as they are.
+    """
     connection.execute(
         update(OutboxRow)
-        .where(OutboxRow.id.in_(row_ids), OutboxRow.status == Status.PENDING)
+        .where(
+            OutboxRow.id.in_(row_ids),
+            or_(
+                OutboxRow.status == Status.PENDING,
+                and_(OutboxRow.status == Status.CANCELLED, OutboxRow.claimed_by.is_not(None)),
+            ),
+        )
         .values(
             status=Status.SENT.value,
             sent_at=now,
@@ -397,12 +409,36 @@ def release_claims(database: Database) -> int:
         dead = [owner for owner in owners if owner and _is_dead(owner, host)]
         if not dead:
             return 0
-        result = session.execute(
+        # Counted by RETURNING: a driver may report -1 as a row count.
+        released = session.execute(
             update(OutboxRow)
             .where(OutboxRow.status == Status.PENDING, OutboxRow.claimed_by.in_(dead))
             .values(claimed_at=None, claimed_by=None)
+            .returning(OutboxRow.id)
         )
-        return max(cast(CursorResult[Any], result).rowcount, 0)
+        return len(released.all())
+
+
+def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
+    """Give back rows this process claimed but did not send, so any sender takes them now.
+
+    Only rows still pending and still claimed by this process are touched: one whose
+    lease ran out and that another sender took, or one sent meanwhile, stays as it is.
+    Returns how many were released.
+    """
+    if not row_ids:
+        return 0
+    released = connection.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.id.in_(row_ids),
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.claimed_by == claim_owner(),
+        )
+        .values(claimed_at=None, claimed_by=None)
+        .returning(OutboxRow.id)
+    )
+    return len(released.all())
 
 
 def _is_dead(owner: str, host: str) -> bool:
@@ -427,7 +463,11 @@ def _is_dead(owner: str, host: str) -> bool:
 def cancel_pending(
     session: Session, sim_id: str, reason: str, kinds: Sequence[str] | None = None
 ) -> None:
-    """Stop a SIM's unsent messages (of ``kinds``, else all): renewed, checked, removed."""
+    """Stop a SIM's unsent messages (of ``kinds``, else all): renewed, checked, removed.
+
+    A row a sender is sending right now is cancelled too; if it goes out all the
+    same, :func:`mark_sent` records it as sent.
+    """
     statement = update(OutboxRow).where(
         OutboxRow.sim_id == sim_id, OutboxRow.status == Status.PENDING
     )

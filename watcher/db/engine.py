@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from watcher.db.faults import database_error_line, remember_url
 from watcher.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Database:
                         raise
                     time.sleep(0.2 * (attempt + 1))  # another process was creating tables
         except OperationalError as exc:
-            raise DatabaseError(f"cannot open database {self.display_url}: {exc.orig}") from None
+            raise DatabaseError(database_error_line(exc, self.engine.url)) from None
         except CommandError as exc:
             # Typically a database migrated by a newer SIM Watcher than this one.
             raise DatabaseError(
@@ -170,6 +171,7 @@ def _create_engine(url: str | URL) -> Engine:
         raise DatabaseError(f"cannot use database {_safe(str(url))}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    remember_url(engine)
     return engine
 
 
