@@ -303,8 +303,9 @@ def _status(args: argparse.Namespace) -> int:
                 loaded = last_loaded(session)
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
-            if re.search(r"no such (table|column)|does not exist", detail):
-                detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
+            if not re.search(r"no such (table|column)|does not exist", detail):
+                raise  # main() says what is wrong with the database, in one line
+            detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
             url = app.reader.display_url
             raise DatabaseError(f"cannot read database {url}: {detail}") from None
         rows = _status_rows(app, statuses)

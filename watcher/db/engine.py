@@ -218,6 +218,7 @@ def open_database_readonly(url: str) -> Database:
             )
         except (ArgumentError, ImportError) as exc:
             raise DatabaseError(f"cannot use database {_safe(url)}: {exc}") from None
+        remember_url(engine)
         return Database(engine, owns_engine=True)
     if parsed.database in (None, "", ":memory:"):
         raise DatabaseError("an in-memory SQLite database has nothing to read")
@@ -234,4 +235,7 @@ def open_database_readonly(url: str) -> Database:
         connection.execute("PRAGMA foreign_keys=ON")
         return connection
 
-    return Database(create_engine("sqlite://", creator=connect), owns_engine=True)
+    # The real path in the URL (the creator opens it read-only): errors name the file.
+    engine = create_engine(f"sqlite:///{path}", creator=connect)
+    remember_url(engine)
+    return Database(engine, owns_engine=True)
