@@ -9,6 +9,13 @@ the admin channel. It reads no clock and stores nothing: the daemon persists
 The rules (issue 3, "Change detection") and the choices made where it is silent:
 
 - Identity is ``Promotion.key``; within one result the first item with a key wins.
+  A card whose link was refused (``javascript:``, ``data:``...) or is missing has a
+  title key instead of its link, so an item whose key is unknown is first matched by
+  title against the known promotions missing from this scrape, unless both sides are
+  keyed by a link (two links are two pages): among those with its title, the one with
+  the same content, else the first. A match keeps the known key (and its link, if the
+  page gave none), so one scrape with script links is neither five "new" now nor five
+  "ended" later. ``Outcome.aliases`` says which page keys were read as which.
 - A scrape is *good* when it yields at least one promotion. The first good scrape is
   the baseline: everything is remembered and nobody is alerted. An empty first scrape
   is no baseline: it is far more often a selector that matches nothing than a page
@@ -186,6 +193,9 @@ class Outcome:
     state: SourceState
     changes: tuple[Change, ...] = ()
     admin: tuple[AdminEvent, ...] = ()
+    # Keys of this scrape's promotions matched to a known promotion by title: page key
+    # -> the known key they keep (see the module doc).
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def observe(
@@ -252,8 +262,9 @@ def observe(
     if not state.baseline_done:
         baseline = {p.key: _remember(p, run, run) for p in promotions}
         return Outcome(replace(good, known=baseline, baseline_done=True), (), tuple(admin))
+    promotions, aliases = _identify(state.known, promotions)
     known, changes = _compare(source_id, state.known, promotions, run, ended_after)
-    return Outcome(replace(good, known=known), changes, tuple(admin))
+    return Outcome(replace(good, known=known), changes, tuple(admin), aliases)
 
 
 def matches(promotion: Promotion, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -331,6 +342,43 @@ def _unique(source_id: str, result: Sequence[Promotion]) -> list[Promotion]:
             seen.add(promotion.key)
             unique.append(promotion)
     return unique
+
+
+def _identify(
+    previous: Mapping[str, Known], promotions: Sequence[Promotion]
+) -> tuple[list[Promotion], dict[str, str]]:
+    """``promotions`` with unknown keys matched by title to known ones (module doc)."""
+    present = {promotion.key for promotion in promotions}
+    if all(key in previous for key in present):
+        return list(promotions), {}
+    by_title: dict[str, list[Known]] = {}
+    for key, known in previous.items():
+        if key not in present and not known.ended:
+            by_title.setdefault(_norm(known.title), []).append(known)
+    if not by_title:
+        return list(promotions), {}
+    identified: list[Promotion] = []
+    aliases: dict[str, str] = {}
+    for promotion in promotions:
+        candidates = by_title.get(_norm(promotion.title), [])
+        if promotion.key in previous or not candidates:
+            identified.append(promotion)
+            continue
+        linked = _link_keyed(promotion.key)
+        usable = [known for known in candidates if not (linked and _link_keyed(known.key))]
+        if not usable:
+            identified.append(promotion)
+            continue
+        wanted = fingerprint(promotion)
+        before = next((known for known in usable if known.fingerprint == wanted), usable[0])
+        candidates.remove(before)
+        aliases[promotion.key] = before.key
+        identified.append(replace(promotion, key=before.key, link=promotion.link or before.link))
+    return identified, aliases
+
+
+def _link_keyed(key: str) -> bool:
+    return key.startswith(("http://", "https://"))
 
 
 def _compare(

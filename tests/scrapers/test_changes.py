@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
     AdminEvent,
@@ -591,7 +594,9 @@ def test_a_bare_string_of_keywords_is_refused_rather_than_matched_letter_by_lett
 
 # --- properties -----------------------------------------------------------------------
 
-_KEYS = ["k1", "k2", "k3", "k4"]
+# Link keys: two links are two promotions, however alike their titles (an unknown
+# title key would be matched by title; see the refused-link tests).
+_KEYS = [f"https://www.kcell.kz/ru/promo/k{n}" for n in range(1, 5)]
 _scrape = st.one_of(
     st.just(None),  # a failed scrape
     st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(["Акция", "АКЦИЯ ", "Скидка"]))),
@@ -704,3 +709,67 @@ def test_equal_fingerprints_never_make_a_change_and_comparison_is_symmetric(
     if fingerprint(before) == fingerprint(after):
         assert fields == ()
     assert changed_fields(before, before) == ()
+
+
+# --- refused links: identity by title ---------------------------------------------------
+
+
+def _unlinked(promotion: Promotion) -> Promotion:
+    """The same card with its link refused: keyed by its title, as _build keys it."""
+    return replace(promotion, key=title_key(promotion.title), link=None)
+
+
+_card_titles = st.lists(
+    st.text(st.characters(codec="utf-8", categories=["L", "N"]), min_size=1, max_size=12),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda title: unicodedata.normalize("NFKC", title).casefold(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_card_titles, st.lists(st.sets(st.integers(0, 5)), min_size=1, max_size=8))
+def test_cards_whose_links_come_and_go_keep_their_identity(
+    titles: list[str], unlinked_runs: list[set[int]]
+) -> None:
+    cards = [
+        promo(f"https://www.kcell.kz/ru/promo/{n}", title=title, link=f"https://x.kz/{n}")
+        for n, title in enumerate(titles)
+    ]
+    state = baseline(*cards)
+    for unlinked in [*unlinked_runs, set()]:  # ends with every link back
+        page = [_unlinked(card) if n in unlinked else card for n, card in enumerate(cards)]
+        outcome = observe(SRC, state, page, ended_after=1)
+        assert outcome.changes == ()
+        assert set(outcome.state.known) == {card.key for card in cards}
+        state = outcome.state
+
+
+def test_a_baseline_of_refused_links_keeps_its_keys_when_the_links_return() -> None:
+    unlinked = _unlinked(A)
+    state = baseline(unlinked)
+    outcome = observe(SRC, state, [A], ended_after=1)
+    assert outcome.changes == ()
+    assert outcome.aliases == {A.key: unlinked.key}
+    assert outcome.state.known[unlinked.key].link == A.link
+
+
+def test_a_refused_link_is_matched_to_the_same_content_among_equal_titles() -> None:
+    first = promo("https://www.kcell.kz/ru/promo/1", title="Акция", price_text="100 ₸")
+    second = promo("https://www.kcell.kz/ru/promo/2", title="Акция", price_text="200 ₸")
+    state = baseline(first, second)
+    outcome = observe(SRC, state, [first, _unlinked(second)], ended_after=1)
+    assert outcome.changes == ()
+    assert outcome.aliases == {title_key("Акция"): second.key}
+
+
+def test_two_links_with_the_same_title_are_two_promotions() -> None:
+    moved = replace(A, key="https://www.kcell.kz/ru/promo/a2")
+    outcome = observe(SRC, baseline(A), [moved], ended_after=1)
+    assert kinds(outcome) == [("new", moved.key), ("ended", A.key)]
+
+
+def test_a_new_card_with_a_refused_link_is_new() -> None:
+    fresh = _unlinked(promo(title="Совсем новая акция"))
+    outcome = observe(SRC, baseline(A, B), [_unlinked(A), B, fresh])
+    assert kinds(outcome) == [("new", fresh.key)]

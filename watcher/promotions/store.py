@@ -173,7 +173,7 @@ def save_outcome(
     _write_source(row, source, state, now, validators, next_fetch_at)
     if read_as is not None:
         row.read_as = read_as
-    ids = _write_promotions(session, source.id, state, now, _extras(outcome.changes, promotions))
+    ids = _write_promotions(session, source.id, state, now, _extras(outcome, promotions))
     if not outcome.changes:
         return []
     return _write_changes(session, source.id, outcome, ids, now, replay=replay)
@@ -393,12 +393,13 @@ def _values(known: Known, run: int, now: datetime, extra: Promotion | None) -> d
     return values
 
 
-def _extras(changes: Sequence[Change], promotions: Sequence[Promotion]) -> Mapping[str, Promotion]:
-    """The promotions of this scrape by key (the first wins, as in observe)."""
+def _extras(outcome: Outcome, promotions: Sequence[Promotion]) -> Mapping[str, Promotion]:
+    """The promotions of this scrape by the key observe knows them by (the first wins,
+    as in observe)."""
     seen: dict[str, Promotion] = {}
     for promotion in promotions:
-        seen.setdefault(promotion.key, promotion)
-    for change in changes:
+        seen.setdefault(outcome.aliases.get(promotion.key, promotion.key), promotion)
+    for change in outcome.changes:
         if change.kind != "ended":  # an ended one is rebuilt from Known: no image
             seen.setdefault(change.promotion.key, change.promotion)
     return seen
