@@ -8,13 +8,14 @@ strangers too:
 
 * robots.txt is asked through the :class:`~scrapers._fetch.Fetcher` it is given (one
   cache for both), before the page and again for every redirect of the page itself.
-* The private-network rule covers the page and every request it makes: when the
-  page's URL is on a public address, a request (or redirect hop) whose host resolves
-  to loopback, private, link-local, CGNAT or other non-public addresses is aborted
-  before it is sent. Requests off http(s) are aborted; web sockets are closed
-  unopened; service workers are blocked. Playwright's routes see each request's
-  first URL only, so a DevTools ``Fetch`` session on the page also checks redirect
-  hops. As in the fetcher, a DNS answer that changes between the check and the
+* The private-network rule (:func:`~scrapers._fetch.address_refusal`, the fetcher's)
+  covers the page and every request it makes: when the page's URL is on a public
+  address, a request (or redirect hop) whose host resolves to loopback, private,
+  link-local, CGNAT or other non-public addresses is aborted before it is sent; cloud
+  metadata addresses are refused for every page. Requests off http(s) are aborted;
+  web sockets are closed unopened; service workers are blocked. Playwright's routes
+  see each request's first URL only, so a DevTools ``Fetch`` session on the page also
+  checks redirect hops. As in the fetcher, a DNS answer that changes between the check and the
   browser's own lookup is not caught, and a cross-site iframe or a worker is guarded
   by the route alone (not its redirects).
 * Images, fonts, media and stylesheets are never loaded.
@@ -168,10 +169,10 @@ class _Guard:
     """One render's request policy: the private-network rule, robots.txt for the page's
     own redirects, and no bytes spent on images, fonts, media or styles."""
 
-    def __init__(self, fetcher: Fetcher, url: str, public_only: bool) -> None:
+    def __init__(self, fetcher: Fetcher, url: str, private_ok: bool) -> None:
         self.fetcher = fetcher
         self.url = url
-        self.public_only = public_only
+        self.private_ok = private_ok
         self.document_refusal: FetchError | None = None
         self._verdicts: dict[str, str | None] = {}  # host:port -> why refused
 
@@ -179,15 +180,14 @@ class _Guard:
         """Why the page may not request ``url``, or None if it may."""
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             return "not http(s)"
-        if not self.public_only:
-            return None
         try:
             key = _host_key(_parse_url(url))
         except FetchError:
             return "not a valid URL"
         if key not in self._verdicts:
-            private = await self.fetcher.private_address(url)
-            self._verdicts[key] = f"a private address ({private})" if private else None
+            # The fetcher's rule, so both refuse the same addresses (cloud metadata always).
+            refusal = await self.fetcher.address_refusal(url, private_ok=self.private_ok)
+            self._verdicts[key] = refusal
         return self._verdicts[key]
 
     async def route(self, route: Route) -> None:
@@ -309,8 +309,13 @@ class Renderer:
         refusal = await self._fetcher.robots_refusal(url)
         if refusal:
             raise FetchForbidden(f"{refusal}: {_where(target)}", url)
-        # As in Fetcher.fetch: a page the user put on a private address may stay there.
-        guard = _Guard(self._fetcher, url, public_only=not await self._fetcher.private_address(url))
+        # As in Fetcher.fetch: a page the user put on a private address may stay there,
+        # but no page reaches cloud metadata.
+        private_ok = await self._fetcher.private_address(url) is not None
+        refusal = await self._fetcher.address_refusal(url, private_ok=True)
+        if refusal:
+            raise FetchForbidden(f"refused {target.host}: {refusal}", url)
+        guard = _Guard(self._fetcher, url, private_ok=private_ok)
         # The fetcher's turn at the host: one request at a time, the gap and robots.txt's
         # Crawl-delay kept between the renderer's pages and the fetcher's own requests.
         async with self._fetcher.host_turn(url), self._pages:

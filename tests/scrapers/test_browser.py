@@ -380,6 +380,24 @@ def test_a_page_on_a_private_address_may_use_private_addresses(site: Site) -> No
     assert site.count("/secret") >= 2  # by address and through the redirect
 
 
+def test_no_page_reaches_cloud_metadata_not_even_one_on_a_private_address(site: Site) -> None:
+    creds = """<html><body><main id="out">waiting</main><script>
+Promise.allSettled(['metadata.example', 'nat64.example', 'aws-v6.example'].map(
+  h => fetch(`http://${{h}}:{port}/creds`, {{mode: 'no-cors'}})))
+  .then(() => {{ document.getElementById('out').textContent = 'done'; }});
+</script></body></html>"""
+    site.route("/offers", html(creds.format(port=site.port)))
+    site.route("/creds", html("iam credentials"))
+
+    page = run(lambda r: r.render(site.url("/offers")), site=site)
+
+    assert page.text is not None and "done" in page.text
+    assert site.count("/creds") == 0
+    with pytest.raises(FetchForbidden, match="a cloud metadata address"):
+        run(lambda r: r.render(f"http://metadata.example:{site.port}/creds"), site=site)
+    assert site.count("/creds") == 0
+
+
 def test_non_http_requests_are_refused(site: Site, tmp_path: Any) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("password")
