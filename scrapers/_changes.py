@@ -42,6 +42,15 @@ The rules (issue 3, "Change detection") and the choices made where it is silent:
   had items sends neither.
 - A parser that learns to read a price or a date it could not read before must not
   alert anyone, so when only one side of a comparison was parsed, the texts decide.
+- A page that balloons is held, not announced: more than ``hold_cap`` items when the
+  source had no more than that, or more than ``hold_factor`` times its last count and
+  over ``hold_margin`` more, is far more often a broken page (a selector matching every
+  link, a template gone wrong, someone else's list) than that many new promotions. A
+  held scrape counts as nothing, like a failed one: nobody is alerted, the baseline
+  and absences stay as they were, and the admin is told once ("held"). The first
+  scrape that looks normal again ends the hold ("released"); or the admin accepts the
+  page (``accept_held``), and the next scrape that would be held is taken as a silent
+  new baseline instead.
 """
 
 from __future__ import annotations
@@ -58,10 +67,14 @@ from scrapers._errors import ScraperError
 from scrapers._models import Promotion
 
 ChangeKind = Literal["new", "changed", "ended"]
-AdminKind = Literal["failing", "recovered", "empty", "refilled"]
+AdminKind = Literal["failing", "recovered", "empty", "refilled", "held", "released"]
 
 # The fields whose change counts, in the order Change.changed_fields lists them.
 CHANGE_FIELDS = ("title", "dates", "price", "summary")
+# When a page has ballooned (see the module doc).
+HOLD_CAP = 500
+HOLD_FACTOR = 3
+HOLD_MARGIN = 30
 
 
 class _Content(Protocol):
@@ -139,7 +152,9 @@ class SourceState:
     first seen in. ``failures`` and ``empty_runs`` are the current streaks of failed and
     of suspiciously empty scrapes; ``alerted_failure`` / ``alerted_empty`` say whether
     the admin was told about the current one. ``last_item_count`` is the number of
-    promotions in the last scrape that had any.
+    promotions in the last scrape that had any (and was not held). ``held_count`` is
+    the number in the scrape that put the source on hold (0: not held);
+    ``accept_held`` says the admin accepted that page as the new normal.
     """
 
     known: Mapping[str, Known] = field(default_factory=dict)
@@ -151,9 +166,11 @@ class SourceState:
     empty_runs: int = 0
     last_item_count: int = 0
     alerted_empty: bool = False
+    held_count: int = 0
+    accept_held: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("run", "failures", "empty_runs", "last_item_count"):
+        for name in ("run", "failures", "empty_runs", "last_item_count", "held_count"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         for key, known in self.known.items():
@@ -196,6 +213,7 @@ class Outcome:
     # Keys of this scrape's promotions matched to a known promotion by title: page key
     # -> the known key they keep (see the module doc).
     aliases: Mapping[str, str] = field(default_factory=dict)
+    held: bool = False  # this scrape ballooned and was held: nothing of it is kept
 
 
 def observe(
@@ -205,6 +223,9 @@ def observe(
     *,
     ended_after: int = 3,
     fail_after: int = 3,
+    hold_cap: int = HOLD_CAP,
+    hold_factor: int = HOLD_FACTOR,
+    hold_margin: int = HOLD_MARGIN,
 ) -> Outcome:
     """Fold one scrape of ``source_id`` into its state (the rules are in the module doc).
 
@@ -213,6 +234,11 @@ def observe(
     if ended_after < 1 or fail_after < 1:
         raise ValueError(
             f"ended_after and fail_after must be at least 1, got {ended_after} and {fail_after}"
+        )
+    if hold_cap < 1 or hold_factor < 1 or hold_margin < 0:
+        raise ValueError(
+            "hold_cap and hold_factor must be at least 1 and hold_margin at least 0, got"
+            f" {hold_cap}, {hold_factor} and {hold_margin}"
         )
     run = state.run + 1
     if isinstance(result, ScraperError):
@@ -250,6 +276,33 @@ def observe(
         )
         return Outcome(emptied, (), tuple(admin))
 
+    usual, count = state.last_item_count, len(promotions)
+    ballooned = count > hold_cap >= usual or (
+        usual > 0 and count > usual * hold_factor and count - usual > hold_margin
+    )
+    if ballooned and not state.accept_held:
+        if not state.held_count:
+            admin.append(
+                AdminEvent(
+                    "held",
+                    source_id,
+                    f"Source {source_id} suddenly lists {count} promotions (it had {usual});"
+                    " nobody is alerted about this page and what is known is kept until it"
+                    " looks normal again. If the page is right, accept it with"
+                    f" `watcher sources accept {source_id}`.",
+                )
+            )
+        return Outcome(replace(fetched, held_count=count), (), tuple(admin), held=True)
+    if state.held_count and not ballooned:
+        admin.append(
+            AdminEvent(
+                "released",
+                source_id,
+                f"Source {source_id} looks normal again ({count} promotions); the page of"
+                f" {state.held_count} was dropped.",
+            )
+        )
+    fetched = replace(fetched, held_count=0, accept_held=False)
     if state.alerted_empty:
         admin.append(
             AdminEvent(
@@ -259,7 +312,7 @@ def observe(
             )
         )
     good = replace(fetched, empty_runs=0, alerted_empty=False, last_item_count=len(promotions))
-    if not state.baseline_done:
+    if not state.baseline_done or ballooned:  # ballooned here: accepted by the admin
         baseline = {p.key: _remember(p, run, run) for p in promotions}
         return Outcome(replace(good, known=baseline, baseline_done=True), (), tuple(admin))
     promotions, aliases = _identify(state.known, promotions)

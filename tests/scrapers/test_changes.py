@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
+    HOLD_CAP,
+    HOLD_FACTOR,
+    HOLD_MARGIN,
     AdminEvent,
     Change,
     Known,
@@ -773,3 +776,87 @@ def test_a_new_card_with_a_refused_link_is_new() -> None:
     fresh = _unlinked(promo(title="Совсем новая акция"))
     outcome = observe(SRC, baseline(A, B), [_unlinked(A), B, fresh])
     assert kinds(outcome) == [("new", fresh.key)]
+
+
+# --- a page that balloons is held -------------------------------------------------------
+
+
+def _many(count: int, start: int = 0) -> list[Promotion]:
+    return [
+        promo(f"https://www.kcell.kz/ru/promo/n{n}", title=f"Акция {n}")
+        for n in range(start, start + count)
+    ]
+
+
+FIVE = _many(5)
+
+
+def test_a_page_that_balloons_is_held_alerts_nobody_and_tells_the_admin_once() -> None:
+    state = baseline(*FIVE)
+    outcomes = feed(state, _many(10_000), _many(10_000), ERROR, [], _many(9_000))
+    assert [o.changes for o in outcomes] == [()] * 5
+    assert [o.held for o in outcomes] == [True, True, False, False, True]
+    assert admin_kinds(outcomes) == [["held"], [], [], [], []]
+    assert "10000 promotions (it had 5)" in outcomes[0].admin[0].message
+    last = outcomes[-1].state
+    assert last.known == state.known  # the baseline is kept, absences did not count
+    assert (last.held_count, last.last_item_count) == (9_000, 5)
+
+
+def test_a_held_source_is_released_when_the_page_looks_normal_again() -> None:
+    state = baseline(*FIVE)
+    held, back, later = feed(state, _many(10_000), [*FIVE, C], FIVE)
+    assert admin_kinds([held, back, later]) == [["held"], ["released"], []]
+    assert kinds(back) == [("new", C.key)]
+    assert back.state.held_count == 0
+    assert "looks normal again (6 promotions); the page of 10000" in back.admin[0].message
+
+
+def test_an_accepted_page_becomes_a_silent_new_baseline() -> None:
+    state = feed(baseline(*FIVE), _many(10_000))[-1].state
+    accepted = replace(state, accept_held=True)
+    taken, after = feed(accepted, _many(10_000), _many(10_001))
+    assert (taken.changes, taken.admin, taken.held) == ((), (), False)
+    assert (taken.state.held_count, taken.state.accept_held) == (0, False)
+    assert taken.state.last_item_count == 10_000 and len(taken.state.known) == 10_000
+    assert kinds(after) == [("new", _many(1, start=10_000)[0].key)]
+
+
+def test_an_acceptance_is_spent_on_a_normal_page_too() -> None:
+    state = replace(feed(baseline(*FIVE), _many(10_000))[-1].state, accept_held=True)
+    normal = observe(SRC, state, FIVE)
+    assert normal.state.accept_held is False
+    assert observe(SRC, normal.state, _many(10_000)).held
+
+
+@pytest.mark.parametrize(
+    ("usual", "count", "held"),
+    [
+        (5, 35, False),  # 30 more: within the margin
+        (5, 36, True),
+        (20, 60, False),  # three times as many: within the factor
+        (20, 61, True),
+        (200, 500, False),
+        (200, 501, True),  # over the absolute cap
+        (600, 700, False),  # a source accepted above the cap grows normally
+        (0, 500, False),  # a first scrape within the cap is the baseline
+        (0, 501, True),
+    ],
+)
+def test_what_counts_as_a_balloon(usual: int, count: int, held: bool) -> None:
+    # A baseline over the cap is what an admin's acceptance leaves.
+    state = observe(SRC, SourceState(), _many(usual), hold_cap=10**6).state
+    assert observe(SRC, state, _many(count)).held is held
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 600), st.integers(1, 5000))
+def test_a_held_scrape_never_alerts_and_keeps_what_is_known(usual: int, count: int) -> None:
+    state = observe(SRC, SourceState(), _many(usual), hold_cap=10**6).state
+    outcome = observe(SRC, state, _many(count, start=usual // 2))
+    if outcome.held:
+        assert outcome.changes == ()
+        assert outcome.state.known == state.known
+        assert outcome.state.last_item_count == usual
+    else:
+        assert count <= max(HOLD_CAP, usual * HOLD_FACTOR) or count - usual <= HOLD_MARGIN

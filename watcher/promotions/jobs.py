@@ -214,15 +214,17 @@ def store_results(
             else:
                 seen = result.promotions
             outcome = observe(source.id, state, seen)
+            # A held page is not the source's page: its validators would make the next
+            # fetch a 304 (read as the held page again), and how it was read is no news.
             rows = save_outcome(
                 session,
                 source,
                 outcome,
                 now=now,
-                validators=result.validators,
+                validators=None if outcome.held else result.validators,
                 promotions=result.promotions,
                 next_fetch_at=next_fetch_time(profile, now, rng),
-                read_as=result.read_as,
+                read_as=None if outcome.held else result.read_as,
             )
             if audience is not None:
                 if rows:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SourceHealth",
+    "accept_held",
     "as_promotion",
     "key_hash",
     "list_promotions",
@@ -312,6 +313,8 @@ class SourceHealth:
     failures: int
     last_error: str | None
     active_promotions: int
+    held_count: int = 0  # the ballooned page's count while the source is held
+    accept_held: bool = False  # the admin accepted it; the next scrape takes it
 
 
 def source_health(session: Session) -> dict[str, SourceHealth]:
@@ -330,9 +333,25 @@ def source_health(session: Session) -> dict[str, SourceHealth]:
             failures=row.failures,
             last_error=row.last_error,
             active_promotions=counts.get(row.id, 0),
+            held_count=row.held_count,
+            accept_held=row.accept_held,
         )
         for row in session.scalars(select(SourceRow))
     }
+
+
+def accept_held(session: Session, source_id: str, now: datetime) -> int | None:
+    """Accept the page a held source ballooned to: its next scrape is taken as it is (a
+    silent new baseline, see ``scrapers.observe``), and that scrape is due ``now``.
+
+    Returns the held page's count, or None if the source is not held.
+    """
+    row = session.scalar(select(SourceRow).where(SourceRow.id == source_id).with_for_update())
+    if row is None or not row.held_count:
+        return None
+    row.accept_held = True
+    row.next_fetch_at = now
+    return row.held_count
 
 
 def as_promotion(row: PromotionRow) -> Promotion:
