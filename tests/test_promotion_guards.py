@@ -169,3 +169,32 @@ def test_accepting_needs_a_known_source(
     make_app(alice())
     assert _cli(tmp_path, monkeypatch, db_url, "sources", "accept", "nope") == 2
     assert _cli(tmp_path, monkeypatch, db_url, "sources", "accept") == 2
+
+
+def test_a_held_page_answered_304_is_still_held_not_mistaken_for_the_old_page(
+    make_app: MakeApp,
+    site: PromoSite,
+    webhook: WebhookReceiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The held page's ETag is not kept: a 304 to it would read as the old five.
+    app = make_app(alice("{on: [new, changed, ended]}"))
+    site.etags = True
+    site.cards = [dict(card) for card in FIVE]
+    cycle(app)
+    site.cards = [dict(card) for card in MANY]
+    cycle(app)
+    cycle(app)
+    assert site.not_modified == 0
+    assert [m["title"] for m in sent_to(webhook, "admin")] == [
+        "SIM Watcher: promotion source kcell-promo is held (its page ballooned)"
+    ]
+    assert _sources(tmp_path, monkeypatch, db_url, capsys)["held"] == 2000
+    site.cards = [dict(card) for card in FIVE]
+    cycle(app)  # the old page's ETag again: 304, the page looks normal
+    assert site.not_modified == 1
+    assert _sources(tmp_path, monkeypatch, db_url, capsys)["held"] is None
+    assert sent_to(webhook, "alice") == []
