@@ -306,15 +306,15 @@ class Renderer:
         on; there are no validators (a rendered page cannot be asked for conditionally).
         """
         target = _parse_url(url)
-        refusal = await self._fetcher.robots_refusal(url)
-        if refusal:
-            raise FetchForbidden(f"{refusal}: {_where(target)}", url)
         # As in Fetcher.fetch: a page the user put on a private address may stay there,
-        # but no page reaches cloud metadata.
-        private_ok = await self._fetcher.private_address(url) is not None
+        # but no page reaches cloud metadata, not even for its robots.txt.
         refusal = await self._fetcher.address_refusal(url, private_ok=True)
         if refusal:
             raise FetchForbidden(f"refused {target.host}: {refusal}", url)
+        private_ok = await self._fetcher.private_address(url) is not None
+        refusal = await self._fetcher.robots_refusal(url)
+        if refusal:
+            raise FetchForbidden(f"{refusal}: {_where(target)}", url)
         guard = _Guard(self._fetcher, url, private_ok=private_ok)
         # The fetcher's turn at the host: one request at a time, the gap and robots.txt's
         # Crawl-delay kept between the renderer's pages and the fetcher's own requests.

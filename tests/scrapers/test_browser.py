@@ -396,6 +396,7 @@ Promise.allSettled(['metadata.example', 'nat64.example', 'aws-v6.example'].map(
     with pytest.raises(FetchForbidden, match="a cloud metadata address"):
         run(lambda r: r.render(f"http://metadata.example:{site.port}/creds"), site=site)
     assert site.count("/creds") == 0
+    assert site.count("/robots.txt") == 1  # the private page's; none from metadata
 
 
 def test_non_http_requests_are_refused(site: Site, tmp_path: Any) -> None:
