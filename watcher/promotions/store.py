@@ -158,7 +158,14 @@ def save_outcome(
     A page of promotions costs a fixed number of statements, not one per promotion.
     """
     state = outcome.state
-    row = session.scalar(select(SourceRow).where(SourceRow.id == source.id).with_for_update())
+    # Fresh from the database (not as load_state saw it): `watcher sources accept` may
+    # have written since.
+    row = session.scalar(
+        select(SourceRow)
+        .where(SourceRow.id == source.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if row is None:
         row = SourceRow(id=source.id, active=True)
         session.add(row)
@@ -391,8 +398,11 @@ def _write_source(
     row.url, row.spec, row.kind, row.operator = source.url, spec, source.kind, source.operator
     if validators is not None:
         row.etag, row.last_modified = validators.etag, validators.last_modified
+    accepted = bool(row.accept_held)
     for name in _STATE_FIELDS:
         setattr(row, name, getattr(state, name))
+    # An acceptance given while this scrape ran outlives it, unless the hold has ended.
+    row.accept_held = state.accept_held or (accepted and state.held_count > 0)
     row.last_fetched_at = now
     if state.failures == 0:  # observe resets the streak on every scrape that read the page
         row.last_success_at = now
