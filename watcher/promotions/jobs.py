@@ -63,6 +63,7 @@ class ScrapeResult:
     changes: list[Change] = field(default_factory=list)
     alerts: int = 0  # subscriber alerts written for the changes
     stored: bool = False
+    held: bool = False  # the page ballooned: held, nothing of it stored or alerted
 
     @property
     def read_as(self) -> str | None:
@@ -80,6 +81,8 @@ class ScrapeResult:
     def status(self) -> str:
         if self.error is not None:
             return "error"
+        if self.held:
+            return "held"
         return "not modified" if self.not_modified else "ok"
 
 
@@ -236,6 +239,7 @@ def store_results(
                 for event in outcome.admin:
                     log.warning("source %s: %s", event.source_id, event.message)
         result.changes = list(outcome.changes)
+        result.held = outcome.held
         result.stored = True
 
 
