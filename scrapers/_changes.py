@@ -286,8 +286,9 @@ def observe(
                 AdminEvent(
                     "held",
                     source_id,
-                    f"Source {source_id} suddenly lists {count} promotions (it had {usual});"
-                    " nobody is alerted about this page and what is known is kept until it"
+                    f"Source {source_id} suddenly lists {count} promotions"
+                    + (f" (it had {usual});" if usual else f", over the cap of {hold_cap};")
+                    + " nobody is alerted about this page and what is known is kept until it"
                     " looks normal again. If the page is right, accept it with"
                     f" `watcher sources accept {source_id}`.",
                 )

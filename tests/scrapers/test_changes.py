@@ -860,3 +860,10 @@ def test_a_held_scrape_never_alerts_and_keeps_what_is_known(usual: int, count: i
         assert outcome.state.last_item_count == usual
     else:
         assert count <= max(HOLD_CAP, usual * HOLD_FACTOR) or count - usual <= HOLD_MARGIN
+
+
+def test_a_first_scrape_over_the_cap_is_held_rather_than_taken_as_the_baseline() -> None:
+    outcome = observe(SRC, SourceState(), _many(501))
+    assert outcome.held and not outcome.state.baseline_done and outcome.state.known == {}
+    [event] = outcome.admin
+    assert "lists 501 promotions, over the cap of 500" in event.message
