@@ -33,7 +33,15 @@ from scrapers._errors import (
     ScraperError,
 )
 from scrapers._extract import Extraction, extract, extract_explained
-from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
+from scrapers._fetch import (
+    DEFAULT_USER_AGENT,
+    Fetcher,
+    FetchSettings,
+    address_refusal,
+    decode_text,
+    embedded_ipv4,
+    jittered,
+)
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
@@ -92,11 +100,13 @@ __all__ = [
     "Source",
     "SourceState",
     "Validators",
+    "address_refusal",
     "canonical_link",
     "changed_fields",
     "decode_text",
     "detect",
     "discover_feed",
+    "embedded_ipv4",
     "extract",
     "extract_explained",
     "find_chromium",

@@ -8,19 +8,21 @@ strangers too:
 
 * robots.txt is asked through the :class:`~scrapers._fetch.Fetcher` it is given (one
   cache for both), before the page and again for every redirect of the page itself.
-* The private-network rule covers the page and every request it makes: when the
-  page's URL is on a public address, a request (or redirect hop) whose host resolves
-  to loopback, private, link-local, CGNAT or other non-public addresses is aborted
-  before it is sent. Requests off http(s) are aborted; web sockets are closed
-  unopened; service workers are blocked. Playwright's routes see each request's
-  first URL, and a DevTools ``Fetch`` session on the page its redirect hops, with a
-  reason to report; underneath, the browser reaches the network only through a
-  :class:`~scrapers._proxy.GuardProxy` of the page's own, which looks each host up
-  itself, judges the addresses and connects to one of them, so a DNS answer that
-  turns private after the check (rebinding) reaches nothing either. With a proxy of
-  the user's own (``FetchSettings.proxy`` or the standard variables) or a remote
-  browser (``browser_url``), the browser's connections cannot pass through ours: the
-  routes and the DevTools session guard alone, and rebinding is not caught there.
+* The private-network rule (:func:`~scrapers._fetch.address_refusal`, the fetcher's)
+  covers the page and every request it makes: when the page's URL is on a public
+  address, a request (or redirect hop) whose host resolves to loopback, private,
+  link-local, CGNAT or other non-public addresses is aborted before it is sent; cloud
+  metadata addresses are refused for every page. Requests off http(s) are aborted;
+  web sockets are closed unopened; service workers are blocked. Playwright's routes
+  see each request's first URL, and a DevTools ``Fetch`` session on the page its
+  redirect hops, with a reason to report; underneath, the browser reaches the network
+  only through a :class:`~scrapers._proxy.GuardProxy` of the page's own, which looks
+  each host up itself, judges the addresses by the same rule and connects to one of
+  them, so a DNS answer that turns private after the check (rebinding) reaches
+  nothing either. With a proxy of the user's own (``FetchSettings.proxy`` or the
+  standard variables) or a remote browser (``browser_url``), the browser's
+  connections cannot pass through ours: the routes and the DevTools session guard
+  alone, and rebinding is not caught there.
 * Images, fonts, media and stylesheets are never loaded.
 * Bounds: one browser process per renderer (launched on the first render, killed on
   close), one page per host at a time, in turn with the fetcher's own requests and
@@ -63,7 +65,7 @@ from scrapers._errors import (
     FetchTimeout,
     FetchTooLarge,
 )
-from scrapers._fetch import Fetcher, _host_key, _is_public, _parse_url, _where
+from scrapers._fetch import Fetcher, _first_refusal, _host_key, _parse_url, _where
 from scrapers._models import Page, Validators
 from scrapers._proxy import Dial, GuardProxy, open_tcp
 
@@ -173,10 +175,10 @@ class _Guard:
     """One render's request policy: the private-network rule, robots.txt for the page's
     own redirects, and no bytes spent on images, fonts, media or styles."""
 
-    def __init__(self, fetcher: Fetcher, url: str, public_only: bool) -> None:
+    def __init__(self, fetcher: Fetcher, url: str, private_ok: bool) -> None:
         self.fetcher = fetcher
         self.url = url
-        self.public_only = public_only
+        self.private_ok = private_ok
         self.document_refusal: FetchError | None = None
         self._verdicts: dict[str, str | None] = {}  # host:port -> why refused
 
@@ -184,15 +186,14 @@ class _Guard:
         """Why the page may not request ``url``, or None if it may."""
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             return "not http(s)"
-        if not self.public_only:
-            return None
         try:
             key = _host_key(_parse_url(url))
         except FetchError:
             return "not a valid URL"
         if key not in self._verdicts:
-            private = await self.fetcher.private_address(url)
-            self._verdicts[key] = f"a private address ({private})" if private else None
+            # The fetcher's rule, so both refuse the same addresses (cloud metadata always).
+            refusal = await self.fetcher.address_refusal(url, private_ok=self.private_ok)
+            self._verdicts[key] = refusal
         return self._verdicts[key]
 
     async def judge(self, host: str, port: int) -> tuple[list[str], str | None]:
@@ -202,11 +203,8 @@ class _Guard:
             addresses = await self.fetcher.addresses(host, port)
         except OSError:
             return [], "it does not resolve"
-        if self.public_only:
-            for address in addresses:
-                if not _is_public(address):
-                    return [], f"a private address ({address})"
-        return addresses, None
+        refusal = _first_refusal(addresses, private_ok=self.private_ok)
+        return ([], refusal) if refusal else (addresses, None)
 
     async def route(self, route: Route) -> None:
         """Every request's first URL, in every frame and worker of the context."""
@@ -326,11 +324,16 @@ class Renderer:
         on; there are no validators (a rendered page cannot be asked for conditionally).
         """
         target = _parse_url(url)
+        # As in Fetcher.fetch: a page the user put on a private address may stay there,
+        # but no page reaches cloud metadata, not even for its robots.txt.
+        refusal = await self._fetcher.address_refusal(url, private_ok=True)
+        if refusal:
+            raise FetchForbidden(f"refused {target.host}: {refusal}", url)
+        private_ok = await self._fetcher.private_address(url) is not None
         refusal = await self._fetcher.robots_refusal(url)
         if refusal:
             raise FetchForbidden(f"{refusal}: {_where(target)}", url)
-        # As in Fetcher.fetch: a page the user put on a private address may stay there.
-        guard = _Guard(self._fetcher, url, public_only=not await self._fetcher.private_address(url))
+        guard = _Guard(self._fetcher, url, private_ok=private_ok)
         # The fetcher's turn at the host: one request at a time, the gap and robots.txt's
         # Crawl-delay kept between the renderer's pages and the fetcher's own requests.
         async with self._fetcher.host_turn(url), self._pages:

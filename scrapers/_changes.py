@@ -9,6 +9,13 @@ the admin channel. It reads no clock and stores nothing: the daemon persists
 The rules (issue 3, "Change detection") and the choices made where it is silent:
 
 - Identity is ``Promotion.key``; within one result the first item with a key wins.
+  A card whose link was refused (``javascript:``, ``data:``...) or is missing has a
+  title key instead of its link, so an item whose key is unknown is first matched by
+  title against the known promotions missing from this scrape, unless both sides are
+  keyed by a link (two links are two pages): among those with its title, the one with
+  the same content, else the first. A match keeps the known key (and its link, if the
+  page gave none), so one scrape with script links is neither five "new" now nor five
+  "ended" later. ``Outcome.aliases`` says which page keys were read as which.
 - A scrape is *good* when it yields at least one promotion. The first good scrape is
   the baseline: everything is remembered and nobody is alerted. An empty first scrape
   is no baseline: it is far more often a selector that matches nothing than a page
@@ -35,6 +42,15 @@ The rules (issue 3, "Change detection") and the choices made where it is silent:
   had items sends neither.
 - A parser that learns to read a price or a date it could not read before must not
   alert anyone, so when only one side of a comparison was parsed, the texts decide.
+- A page that balloons is held, not announced: more than ``hold_cap`` items when the
+  source had no more than that, or more than ``hold_factor`` times its last count and
+  over ``hold_margin`` more, is far more often a broken page (a selector matching every
+  link, a template gone wrong, someone else's list) than that many new promotions. A
+  held scrape counts as nothing, like a failed one: nobody is alerted, the baseline
+  and absences stay as they were, and the admin is told once ("held"). The first
+  scrape that looks normal again ends the hold ("released"); or the admin accepts the
+  page (``accept_held``), and the next scrape that would be held is taken as a silent
+  new baseline instead.
 """
 
 from __future__ import annotations
@@ -51,10 +67,14 @@ from scrapers._errors import ScraperError
 from scrapers._models import Promotion
 
 ChangeKind = Literal["new", "changed", "ended"]
-AdminKind = Literal["failing", "recovered", "empty", "refilled"]
+AdminKind = Literal["failing", "recovered", "empty", "refilled", "held", "released"]
 
 # The fields whose change counts, in the order Change.changed_fields lists them.
 CHANGE_FIELDS = ("title", "dates", "price", "summary")
+# When a page has ballooned (see the module doc).
+HOLD_CAP = 500
+HOLD_FACTOR = 3
+HOLD_MARGIN = 30
 
 
 class _Content(Protocol):
@@ -132,7 +152,9 @@ class SourceState:
     first seen in. ``failures`` and ``empty_runs`` are the current streaks of failed and
     of suspiciously empty scrapes; ``alerted_failure`` / ``alerted_empty`` say whether
     the admin was told about the current one. ``last_item_count`` is the number of
-    promotions in the last scrape that had any.
+    promotions in the last scrape that had any (and was not held). ``held_count`` is
+    the number in the scrape that put the source on hold (0: not held);
+    ``accept_held`` says the admin accepted that page as the new normal.
     """
 
     known: Mapping[str, Known] = field(default_factory=dict)
@@ -144,9 +166,11 @@ class SourceState:
     empty_runs: int = 0
     last_item_count: int = 0
     alerted_empty: bool = False
+    held_count: int = 0
+    accept_held: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("run", "failures", "empty_runs", "last_item_count"):
+        for name in ("run", "failures", "empty_runs", "last_item_count", "held_count"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         for key, known in self.known.items():
@@ -186,6 +210,10 @@ class Outcome:
     state: SourceState
     changes: tuple[Change, ...] = ()
     admin: tuple[AdminEvent, ...] = ()
+    # Keys of this scrape's promotions matched to a known promotion by title: page key
+    # -> the known key they keep (see the module doc).
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    held: bool = False  # this scrape ballooned and was held: nothing of it is kept
 
 
 def observe(
@@ -195,6 +223,9 @@ def observe(
     *,
     ended_after: int = 3,
     fail_after: int = 3,
+    hold_cap: int = HOLD_CAP,
+    hold_factor: int = HOLD_FACTOR,
+    hold_margin: int = HOLD_MARGIN,
 ) -> Outcome:
     """Fold one scrape of ``source_id`` into its state (the rules are in the module doc).
 
@@ -203,6 +234,11 @@ def observe(
     if ended_after < 1 or fail_after < 1:
         raise ValueError(
             f"ended_after and fail_after must be at least 1, got {ended_after} and {fail_after}"
+        )
+    if hold_cap < 1 or hold_factor < 1 or hold_margin < 0:
+        raise ValueError(
+            "hold_cap and hold_factor must be at least 1 and hold_margin at least 0, got"
+            f" {hold_cap}, {hold_factor} and {hold_margin}"
         )
     run = state.run + 1
     if isinstance(result, ScraperError):
@@ -240,6 +276,34 @@ def observe(
         )
         return Outcome(emptied, (), tuple(admin))
 
+    usual, count = state.last_item_count, len(promotions)
+    ballooned = count > hold_cap >= usual or (
+        usual > 0 and count > usual * hold_factor and count - usual > hold_margin
+    )
+    if ballooned and not state.accept_held:
+        if not state.held_count:
+            admin.append(
+                AdminEvent(
+                    "held",
+                    source_id,
+                    f"Source {source_id} suddenly lists {count} promotions"
+                    + (f" (it had {usual});" if usual else f", over the cap of {hold_cap};")
+                    + " nobody is alerted about this page and what is known is kept until it"
+                    " looks normal again. If the page is right, accept it with"
+                    f" `watcher sources accept {source_id}`.",
+                )
+            )
+        return Outcome(replace(fetched, held_count=count), (), tuple(admin), held=True)
+    if state.held_count and not ballooned:
+        admin.append(
+            AdminEvent(
+                "released",
+                source_id,
+                f"Source {source_id} looks normal again ({count} promotions); the page of"
+                f" {state.held_count} was dropped.",
+            )
+        )
+    fetched = replace(fetched, held_count=0, accept_held=False)
     if state.alerted_empty:
         admin.append(
             AdminEvent(
@@ -249,11 +313,12 @@ def observe(
             )
         )
     good = replace(fetched, empty_runs=0, alerted_empty=False, last_item_count=len(promotions))
-    if not state.baseline_done:
+    if not state.baseline_done or ballooned:  # ballooned here: accepted by the admin
         baseline = {p.key: _remember(p, run, run) for p in promotions}
         return Outcome(replace(good, known=baseline, baseline_done=True), (), tuple(admin))
+    promotions, aliases = _identify(state.known, promotions)
     known, changes = _compare(source_id, state.known, promotions, run, ended_after)
-    return Outcome(replace(good, known=known), changes, tuple(admin))
+    return Outcome(replace(good, known=known), changes, tuple(admin), aliases)
 
 
 def matches(promotion: Promotion, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -331,6 +396,43 @@ def _unique(source_id: str, result: Sequence[Promotion]) -> list[Promotion]:
             seen.add(promotion.key)
             unique.append(promotion)
     return unique
+
+
+def _identify(
+    previous: Mapping[str, Known], promotions: Sequence[Promotion]
+) -> tuple[list[Promotion], dict[str, str]]:
+    """``promotions`` with unknown keys matched by title to known ones (module doc)."""
+    present = {promotion.key for promotion in promotions}
+    if all(key in previous for key in present):
+        return list(promotions), {}
+    by_title: dict[str, list[Known]] = {}
+    for key, known in previous.items():
+        if key not in present and not known.ended:
+            by_title.setdefault(_norm(known.title), []).append(known)
+    if not by_title:
+        return list(promotions), {}
+    identified: list[Promotion] = []
+    aliases: dict[str, str] = {}
+    for promotion in promotions:
+        candidates = by_title.get(_norm(promotion.title), [])
+        if promotion.key in previous or not candidates:
+            identified.append(promotion)
+            continue
+        linked = _link_keyed(promotion.key)
+        usable = [known for known in candidates if not (linked and _link_keyed(known.key))]
+        if not usable:
+            identified.append(promotion)
+            continue
+        wanted = fingerprint(promotion)
+        before = next((known for known in usable if known.fingerprint == wanted), usable[0])
+        candidates.remove(before)
+        aliases[promotion.key] = before.key
+        identified.append(replace(promotion, key=before.key, link=promotion.link or before.link))
+    return identified, aliases
+
+
+def _link_keyed(key: str) -> bool:
+    return key.startswith(("http://", "https://"))
 
 
 def _compare(

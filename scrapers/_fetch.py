@@ -8,10 +8,14 @@ What it guarantees, because pages are written by strangers:
   at most ``max_redirects`` hops, and robots.txt is asked again for each new URL.
 * A page on the public internet cannot redirect us into a private network (SSRF):
   when the URL we were given is on a public address, every hop must resolve to
-  public addresses only; loopback, private, link-local (cloud metadata at
-  169.254.169.254) and other reserved addresses are refused before any request.
-  A URL that is itself on a private address was put there by the user, so it may
-  redirect within private networks. The check resolves the name itself before the
+  public addresses only; loopback, private, link-local, CGNAT and other reserved
+  addresses are refused before any request. An IPv6 address that carries an IPv4 one
+  (IPv4-mapped, -compatible and -translated, NAT64, 6to4, Teredo) is judged by the
+  IPv4 address it carries: :func:`address_refusal` is the one rule, which the
+  browser renderer applies too. A URL that is itself on a private address was put
+  there by the user, so it may redirect within private networks; cloud metadata
+  services (169.254.169.254, fd00:ec2::254, 100.100.100.200...) are refused for
+  every URL and hop, private or not. The check resolves the name itself before the
   request; a name that does not resolve here is left to the connection (or to the
   proxy) to fail or reach, and a DNS answer that changes between the check and the
   connection is not caught.
@@ -68,7 +72,15 @@ from scrapers._errors import (
 )
 from scrapers._models import Page, Validators
 
-__all__ = ["DEFAULT_USER_AGENT", "FetchSettings", "Fetcher", "decode_text", "jittered"]
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "FetchSettings",
+    "Fetcher",
+    "address_refusal",
+    "decode_text",
+    "embedded_ipv4",
+    "jittered",
+]
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +466,13 @@ class Fetcher:
             headers["If-Modified-Since"] = validators.last_modified
         seen = {str(current)}
         hops = 0
-        # Whether redirects must stay on public addresses: decided at the first one, by
-        # where the URL itself points (a private one means the user chose that network).
-        public_only: bool | None = None
+        # Whether redirects may go into private networks: only if the URL itself points
+        # there (the user chose that network). Cloud metadata is refused either way.
+        addresses = await self._addresses(current)
+        private_ok = any(not _is_public(address) for address in addresses)
+        refusal = _first_refusal(addresses, private_ok=True)
+        if refusal:
+            raise FetchForbidden(f"refused {current.host}: {refusal}", url)
         while True:
             refusal = await self._robots_refusal(current) if self._settings.respect_robots else None
             if refusal:
@@ -474,16 +490,12 @@ class Fetcher:
             if str(target) in seen:
                 raise FetchRedirect(f"redirect loop at {_where(target)}", url)
             seen.add(str(target))
-            if public_only is None:
-                public_only = not await self._private_address(_parse_url(url))
-            if public_only:
-                private = await self._private_address(target)
-                if private:
-                    raise FetchRedirect(
-                        f"refused a redirect from {_where(current)} to {target.host}, "
-                        f"a private address ({private})",
-                        url,
-                    )
+            refusal = _first_refusal(await self._addresses(target), private_ok=private_ok)
+            if refusal:
+                raise FetchRedirect(
+                    f"refused a redirect from {_where(current)} to {target.host}, {refusal}",
+                    url,
+                )
             log.debug("redirect %s -> %s", _where(current), _where(target))
             current = target
         return self._page(reply, url, validators)
@@ -521,28 +533,34 @@ class Fetcher:
 
     async def private_address(self, url: str) -> str | None:
         """The first non-public address ``url``'s host stands for, or None if all are
-        public (or it does not resolve here): the test :meth:`fetch` puts redirects to."""
-        return await self._private_address(_parse_url(url))
+        public (or it does not resolve here): whether :meth:`fetch` lets its redirects
+        into private networks."""
+        for address in await self._addresses(_parse_url(url)):
+            if not _is_public(address):
+                return address
+        return None
 
-    async def _private_address(self, url: httpx.URL) -> str | None:
-        """The first non-public address ``url``'s host stands for, or None if all are public.
+    async def address_refusal(self, url: str, *, private_ok: bool) -> str | None:
+        """Why ``url``'s host may not be requested (:func:`address_refusal` of each of
+        its addresses), or None: the test :meth:`fetch` puts every URL and hop to."""
+        return _first_refusal(await self._addresses(_parse_url(url)), private_ok=private_ok)
 
-        A name that cannot be resolved here yields None: the request itself will then
+    async def _addresses(self, url: httpx.URL) -> list[str]:
+        """The addresses ``url``'s host stands for: the host itself if it is an address.
+
+        A name that cannot be resolved here yields none: the request itself will then
         fail to connect, or go through a proxy that resolves it on its side.
         """
         host = url.host
         try:
-            addresses: Iterable[str] = [str(ipaddress.ip_address(host))]
+            return [str(ipaddress.ip_address(host))]
         except ValueError:
-            try:
-                addresses = await self._resolve(host, url.port or _DEFAULT_PORTS[url.scheme])
-            except OSError as exc:
-                log.debug("could not resolve %s (%s); leaving it to the connection", host, exc)
-                return None
-        for address in addresses:
-            if not _is_public(address):
-                return address
-        return None
+            pass
+        try:
+            return list(await self._resolve(host, url.port or _DEFAULT_PORTS[url.scheme]))
+        except OSError as exc:
+            log.debug("could not resolve %s (%s); leaving it to the connection", host, exc)
+            return []
 
     def _page(self, reply: _Reply, url: str, validators: Validators | None) -> Page:
         status = reply.status
@@ -740,7 +758,7 @@ class Fetcher:
         headers = {"User-Agent": self._settings.user_agent, "Accept": "text/plain,*/*;q=0.5"}
         headers["Accept-Encoding"] = _ACCEPT_ENCODING
         seen = {str(target)}
-        public_only: bool | None = None
+        private_ok: bool | None = None
         for _ in range(_ROBOTS_MAX_REDIRECTS + 1):
             try:
                 reply = await self._exchange(target, headers, page=False)
@@ -754,9 +772,9 @@ class Fetcher:
                 if str(target) in seen:
                     break
                 seen.add(str(target))
-                if public_only is None:  # as in fetch(): decided at the first redirect
-                    public_only = not await self._private_address(page_url)
-                if public_only and await self._private_address(target):
+                if private_ok is None:  # as in fetch(): by where the page's URL points
+                    private_ok = await self.private_address(str(page_url)) is not None
+                if await self.address_refusal(str(target), private_ok=private_ok):
                     break  # a public site's robots.txt cannot send us into a private network
                 continue
             if 200 <= reply.status < 300:
@@ -785,16 +803,113 @@ async def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _is_public(address: str) -> bool:
-    """True for a globally routable unicast address; False for loopback, private,
-    link-local, shared (CGNAT), reserved, multicast and anything unparsable."""
+# Cloud instance metadata services hand out the machine's credentials: no source may
+# reach them, not even one the user put on a private network.
+CLOUD_METADATA = frozenset(
+    ipaddress.ip_address(address)
+    for address in (
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean...
+        "169.254.170.2",  # AWS ECS task credentials
+        "169.254.170.23",  # AWS EKS Pod Identity
+        "100.100.100.200",  # Alibaba Cloud
+        "fd00:ec2::254",  # AWS, over IPv6
+        "fd00:ec2::23",  # AWS EKS Pod Identity, over IPv6
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052, well-known
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local use
+_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291, deprecated IPv4-compatible
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765, IPv4-translated
+_LOW32 = 0xFFFFFFFF
+# Not globally reachable (IANA special-purpose registry) though older Pythons' is_global
+# says otherwise: it knows only 192.0.0.0/29 and 192.0.0.170/31 of the first.
+_NOT_GLOBAL = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("192.88.99.0/24"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address carries, or None if it is no such form.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-translated (``::ffff:0:a.b.c.d``),
+    IPv4-compatible (``::a.b.c.d``, but not ``::`` and ``::1``), NAT64
+    (``64:ff9b::/96``, and ``64:ff9b:1::/48`` read at every RFC 6052 prefix length it
+    may be used with), 6to4 (``2002::/16``) and
+    Teredo (``2001::/32``: its server and its client, whose bits are inverted). The
+    IPv6 address reaches what these reach, whatever ``is_global`` says of it.
+    """
+    value = int(ip)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _TRANSLATED or ip in _NAT64 or (ip in _COMPATIBLE and value > 1):
+        return [ipaddress.IPv4Address(value & _LOW32)]
+    if ip in _NAT64_LOCAL:
+        return _nat64_local(value)
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return None
+
+
+def _nat64_local(value: int) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address a ``64:ff9b:1::/48`` address may carry (RFC 6052, 2.2).
+
+    The operator's prefix length is not in the address: /96 puts the IPv4 address in
+    the last 32 bits; /48, /56 and /64 split it around the "u" octet (bits 64-71),
+    which is zero in them, so those readings count only when it is.
+    """
+    readings = [ipaddress.IPv4Address(value & _LOW32)]
+    if (value >> 56) & 0xFF == 0:  # the u octet
+        for prefix in (48, 56, 64):
+            before_u = 64 - prefix  # IPv4 bits in [prefix, 64), the rest in [72, ...)
+            after_u = 32 - before_u
+            high = (value >> 64) & ((1 << before_u) - 1)
+            low = (value >> (56 - after_u)) & ((1 << after_u) - 1)
+            readings.append(ipaddress.IPv4Address((high << after_u) | low))
+    return readings
+
+
+def address_refusal(address: str, *, private_ok: bool = False) -> str | None:
+    """Why a connection to ``address`` is refused, or None: the private-network rule.
+
+    A cloud metadata address (:data:`CLOUD_METADATA`) is refused always; any other
+    address that is not globally routable unicast (loopback, private, link-local,
+    shared CGNAT, reserved, multicast, unparsable) unless ``private_ok``. An IPv6
+    address that carries IPv4 ones (:func:`embedded_ipv4`) is judged by those.
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     except ValueError:
+        return f"{address!r} is not an IP address"
+    judged: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        judged = list(embedded_ipv4(ip) or judged)
+        carried = "" if judged == [ip] else f", carrying {', '.join(map(str, judged))}"
+    else:
+        carried = ""
+    if ip in CLOUD_METADATA or any(each in CLOUD_METADATA for each in judged):
+        return f"a cloud metadata address ({address}{carried})"
+    if not private_ok and not all(map(_is_global, judged)):
+        return f"a private address ({address}{carried})"
+    return None
+
+
+def _is_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv4Address) and any(ip in net for net in _NOT_GLOBAL):
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast
+
+
+def _is_public(address: str) -> bool:
+    """True for a globally routable unicast address, judged as :func:`address_refusal`."""
+    return address_refusal(address) is None
+
+
+def _first_refusal(addresses: Iterable[str], *, private_ok: bool) -> str | None:
+    for address in addresses:
+        refusal = address_refusal(address, private_ok=private_ok)
+        if refusal:
+            return refusal
+    return None
 
 
 def _parse_url(url: str) -> httpx.URL:

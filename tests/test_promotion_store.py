@@ -464,3 +464,23 @@ def test_a_page_read_another_way_than_last_time_is_a_silent_new_baseline(
         assert load_state(session, SOURCE, "auto:dom").baseline_done
         assert load_state(session, SOURCE).baseline_done  # a 304 or a failure: no change
         assert not load_state(session, SOURCE, "auto:state").baseline_done
+
+
+def test_an_acceptance_given_while_a_held_scrape_runs_outlives_it(database: Database) -> None:
+    from watcher.promotions.store import accept_held
+
+    scrape(database, [A], T0)
+    many = [promo(f"m{n}", title=f"Акция {n}") for n in range(3)]
+    for at in (T0 + timedelta(hours=1), T0 + timedelta(hours=2)):
+        with database.session() as session:
+            state = load_state(session, SOURCE)  # the daemon reads...
+        if at == T0 + timedelta(hours=2):
+            with database.session() as session:  # ...the admin accepts...
+                assert accept_held(session, SRC, at) == 3
+        held = observe(SRC, state, many, hold_cap=1)  # ...the page is held again
+        assert held.held
+        with database.session() as session:
+            save_outcome(session, SOURCE, held, now=at, validators=None)
+    with database.session() as session:
+        assert load_state(session, SOURCE).accept_held is True
+        assert accept_held(session, "no-such-source", T0) is None

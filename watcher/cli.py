@@ -170,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     sources = command("sources", _sources, "show each promotion source's health and schedule")
     sources.add_argument("--json", action="store_true", help="machine-readable output")
     sources.add_argument("--wide", action="store_true", help="more columns")
+    sources.add_argument(
+        "action",
+        nargs="?",
+        choices=["accept"],
+        help="accept SOURCE_ID: take a held source's ballooned page as its new normal",
+    )
+    sources.add_argument("source_id", nargs="?", metavar="SOURCE_ID")
     promotions = command("promotions", _promotions, "list known promotions, newest first")
     promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
     promotions.add_argument("--active", action="store_true", help="only those not ended")
@@ -545,6 +552,10 @@ def _source_entry(result: ScrapeResult, host: str) -> str:
 def _sources(args: argparse.Namespace) -> int:
     from watcher.promotions.store import source_health
 
+    if args.action == "accept":
+        return _accept_held(args)
+    if args.source_id is not None:
+        raise UsageError("a SOURCE_ID goes with an action: watcher sources accept SOURCE_ID")
     with _app(args) as app:
         config = app.loaded.config
         zone = config.timezone
@@ -573,6 +584,8 @@ def _sources(args: argparse.Namespace) -> int:
                 "last_error": source.last_error if source else None,
                 "next_fetch": when(source.next_fetch_at) if source and pid in watched else None,
                 "promotions": source.active_promotions if source else 0,
+                "held": source.held_count if source and source.held_count else None,
+                "held_accepted": bool(source and source.held_count and source.accept_held),
             }
         )
     if args.json:
@@ -593,6 +606,12 @@ def _sources(args: argparse.Namespace) -> int:
     for row in rows:
         who = ", ".join(row["subscribers"]) or "(history only)" if row["watched"] else None
         problem = f"{row['failures']} failed: {row['last_error']}" if row["failures"] else ""
+        if row["held"]:
+            problem = f"{problem}; held: the page listed {row['held']}".lstrip("; ") + (
+                " (accepted: taken at the next scrape)"
+                if row["held_accepted"]
+                else f" (if right: watcher sources accept {row['source']})"
+            )
         if not row["verified"]:
             problem = f"{problem}; selectors unverified".lstrip("; ")
         upcoming = "due" if row["watched"] else "—"
@@ -609,6 +628,29 @@ def _sources(args: argparse.Namespace) -> int:
             ]
         )
     print_table("Promotion sources", columns, table, wide=args.wide)
+    return 0
+
+
+def _accept_held(args: argparse.Namespace) -> int:
+    from watcher.promotions.store import accept_held
+
+    if args.source_id is None:
+        raise UsageError("which source? watcher sources accept SOURCE_ID")
+    with _app(args) as app:
+        known = app.loaded.config.source_profiles()
+        if args.source_id not in known:
+            raise UsageError(
+                f"unknown source {args.source_id!r}; known: {', '.join(sorted(known)) or 'none'}"
+            )
+        with app.database.session() as session:
+            count = accept_held(session, args.source_id, app.clock.now())
+    if count is None:
+        print(f"error: source {args.source_id} is not held; nothing to accept", file=sys.stderr)
+        return 1
+    print(
+        f"{args.source_id}: the page of {count} promotions is accepted; the next scrape takes"
+        " the page as it is then, without alerting anyone"
+    )
     return 0
 
 

@@ -496,6 +496,25 @@ def test_a_workers_request_cannot_redirect_into_a_private_network(site: Site) ->
     assert site.count("/secret") == 0
 
 
+def test_no_page_reaches_cloud_metadata_not_even_one_on_a_private_address(site: Site) -> None:
+    creds = """<html><body><main id="out">waiting</main><script>
+Promise.allSettled(['metadata.example', 'nat64.example', 'aws-v6.example'].map(
+  h => fetch(`http://${{h}}:{port}/creds`, {{mode: 'no-cors'}})))
+  .then(() => {{ document.getElementById('out').textContent = 'done'; }});
+</script></body></html>"""
+    site.route("/offers", html(creds.format(port=site.port)))
+    site.route("/creds", html("iam credentials"))
+
+    page = run(lambda r: r.render(site.url("/offers")), site=site)
+
+    assert page.text is not None and "done" in page.text
+    assert site.count("/creds") == 0
+    with pytest.raises(FetchForbidden, match="a cloud metadata address"):
+        run(lambda r: r.render(f"http://metadata.example:{site.port}/creds"), site=site)
+    assert site.count("/creds") == 0
+    assert site.count("/robots.txt") == 1  # the private page's; none from metadata
+
+
 def test_non_http_requests_are_refused(site: Site, tmp_path: Any) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("password")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,8 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
+    HOLD_CAP,
+    HOLD_FACTOR,
+    HOLD_MARGIN,
     AdminEvent,
     Change,
     Known,
@@ -591,7 +597,9 @@ def test_a_bare_string_of_keywords_is_refused_rather_than_matched_letter_by_lett
 
 # --- properties -----------------------------------------------------------------------
 
-_KEYS = ["k1", "k2", "k3", "k4"]
+# Link keys: two links are two promotions, however alike their titles (an unknown
+# title key would be matched by title; see the refused-link tests).
+_KEYS = [f"https://www.kcell.kz/ru/promo/k{n}" for n in range(1, 5)]
 _scrape = st.one_of(
     st.just(None),  # a failed scrape
     st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(["Акция", "АКЦИЯ ", "Скидка"]))),
@@ -704,3 +712,158 @@ def test_equal_fingerprints_never_make_a_change_and_comparison_is_symmetric(
     if fingerprint(before) == fingerprint(after):
         assert fields == ()
     assert changed_fields(before, before) == ()
+
+
+# --- refused links: identity by title ---------------------------------------------------
+
+
+def _unlinked(promotion: Promotion) -> Promotion:
+    """The same card with its link refused: keyed by its title, as _build keys it."""
+    return replace(promotion, key=title_key(promotion.title), link=None)
+
+
+_card_titles = st.lists(
+    st.text(st.characters(codec="utf-8", categories=["L", "N"]), min_size=1, max_size=12),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda title: unicodedata.normalize("NFKC", title).casefold(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_card_titles, st.lists(st.sets(st.integers(0, 5)), min_size=1, max_size=8))
+def test_cards_whose_links_come_and_go_keep_their_identity(
+    titles: list[str], unlinked_runs: list[set[int]]
+) -> None:
+    cards = [
+        promo(f"https://www.kcell.kz/ru/promo/{n}", title=title, link=f"https://x.kz/{n}")
+        for n, title in enumerate(titles)
+    ]
+    state = baseline(*cards)
+    for unlinked in [*unlinked_runs, set()]:  # ends with every link back
+        page = [_unlinked(card) if n in unlinked else card for n, card in enumerate(cards)]
+        outcome = observe(SRC, state, page, ended_after=1)
+        assert outcome.changes == ()
+        assert set(outcome.state.known) == {card.key for card in cards}
+        state = outcome.state
+
+
+def test_a_baseline_of_refused_links_keeps_its_keys_when_the_links_return() -> None:
+    unlinked = _unlinked(A)
+    state = baseline(unlinked)
+    outcome = observe(SRC, state, [A], ended_after=1)
+    assert outcome.changes == ()
+    assert outcome.aliases == {A.key: unlinked.key}
+    assert outcome.state.known[unlinked.key].link == A.link
+
+
+def test_a_refused_link_is_matched_to_the_same_content_among_equal_titles() -> None:
+    first = promo("https://www.kcell.kz/ru/promo/1", title="Акция", price_text="100 ₸")
+    second = promo("https://www.kcell.kz/ru/promo/2", title="Акция", price_text="200 ₸")
+    state = baseline(first, second)
+    outcome = observe(SRC, state, [first, _unlinked(second)], ended_after=1)
+    assert outcome.changes == ()
+    assert outcome.aliases == {title_key("Акция"): second.key}
+
+
+def test_two_links_with_the_same_title_are_two_promotions() -> None:
+    moved = replace(A, key="https://www.kcell.kz/ru/promo/a2")
+    outcome = observe(SRC, baseline(A), [moved], ended_after=1)
+    assert kinds(outcome) == [("new", moved.key), ("ended", A.key)]
+
+
+def test_a_new_card_with_a_refused_link_is_new() -> None:
+    fresh = _unlinked(promo(title="Совсем новая акция"))
+    outcome = observe(SRC, baseline(A, B), [_unlinked(A), B, fresh])
+    assert kinds(outcome) == [("new", fresh.key)]
+
+
+# --- a page that balloons is held -------------------------------------------------------
+
+
+def _many(count: int, start: int = 0) -> list[Promotion]:
+    return [
+        promo(f"https://www.kcell.kz/ru/promo/n{n}", title=f"Акция {n}")
+        for n in range(start, start + count)
+    ]
+
+
+FIVE = _many(5)
+
+
+def test_a_page_that_balloons_is_held_alerts_nobody_and_tells_the_admin_once() -> None:
+    state = baseline(*FIVE)
+    outcomes = feed(state, _many(10_000), _many(10_000), ERROR, [], _many(9_000))
+    assert [o.changes for o in outcomes] == [()] * 5
+    assert [o.held for o in outcomes] == [True, True, False, False, True]
+    assert admin_kinds(outcomes) == [["held"], [], [], [], []]
+    assert "10000 promotions (it had 5)" in outcomes[0].admin[0].message
+    last = outcomes[-1].state
+    assert last.known == state.known  # the baseline is kept, absences did not count
+    assert (last.held_count, last.last_item_count) == (9_000, 5)
+
+
+def test_a_held_source_is_released_when_the_page_looks_normal_again() -> None:
+    state = baseline(*FIVE)
+    held, back, later = feed(state, _many(10_000), [*FIVE, C], FIVE)
+    assert admin_kinds([held, back, later]) == [["held"], ["released"], []]
+    assert kinds(back) == [("new", C.key)]
+    assert back.state.held_count == 0
+    assert "looks normal again (6 promotions); the page of 10000" in back.admin[0].message
+
+
+def test_an_accepted_page_becomes_a_silent_new_baseline() -> None:
+    state = feed(baseline(*FIVE), _many(10_000))[-1].state
+    accepted = replace(state, accept_held=True)
+    taken, after = feed(accepted, _many(10_000), _many(10_001))
+    assert (taken.changes, taken.admin, taken.held) == ((), (), False)
+    assert (taken.state.held_count, taken.state.accept_held) == (0, False)
+    assert taken.state.last_item_count == 10_000 and len(taken.state.known) == 10_000
+    assert kinds(after) == [("new", _many(1, start=10_000)[0].key)]
+
+
+def test_an_acceptance_is_spent_on_a_normal_page_too() -> None:
+    state = replace(feed(baseline(*FIVE), _many(10_000))[-1].state, accept_held=True)
+    normal = observe(SRC, state, FIVE)
+    assert normal.state.accept_held is False
+    assert observe(SRC, normal.state, _many(10_000)).held
+
+
+@pytest.mark.parametrize(
+    ("usual", "count", "held"),
+    [
+        (5, 35, False),  # 30 more: within the margin
+        (5, 36, True),
+        (20, 60, False),  # three times as many: within the factor
+        (20, 61, True),
+        (200, 500, False),
+        (200, 501, True),  # over the absolute cap
+        (600, 700, False),  # a source accepted above the cap grows normally
+        (0, 500, False),  # a first scrape within the cap is the baseline
+        (0, 501, True),
+    ],
+)
+def test_what_counts_as_a_balloon(usual: int, count: int, held: bool) -> None:
+    # A baseline over the cap is what an admin's acceptance leaves.
+    state = observe(SRC, SourceState(), _many(usual), hold_cap=10**6).state
+    assert observe(SRC, state, _many(count)).held is held
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 600), st.integers(1, 5000))
+def test_a_held_scrape_never_alerts_and_keeps_what_is_known(usual: int, count: int) -> None:
+    state = observe(SRC, SourceState(), _many(usual), hold_cap=10**6).state
+    outcome = observe(SRC, state, _many(count, start=usual // 2))
+    if outcome.held:
+        assert outcome.changes == ()
+        assert outcome.state.known == state.known
+        assert outcome.state.last_item_count == usual
+    else:
+        assert count <= max(HOLD_CAP, usual * HOLD_FACTOR) or count - usual <= HOLD_MARGIN
+
+
+def test_a_first_scrape_over_the_cap_is_held_rather_than_taken_as_the_baseline() -> None:
+    outcome = observe(SRC, SourceState(), _many(501))
+    assert outcome.held and not outcome.state.baseline_done and outcome.state.known == {}
+    [event] = outcome.admin
+    assert "lists 501 promotions, over the cap of 500" in event.message

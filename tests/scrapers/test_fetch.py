@@ -515,6 +515,12 @@ FAKE_DNS = {
     "split.example": ["93.184.215.20", "172.16.5.5"],
     "mapped.example": ["::ffff:127.0.0.1"],
     "ula.example": ["fd12:3456::1"],
+    "nat64.example": ["64:ff9b::a9fe:a9fe"],  # NAT64 of 169.254.169.254
+    "sixtofour.example": ["2002:0a00:0001::1"],  # 6to4 of 10.0.0.1
+    "compatible.example": ["::7f00:1"],  # IPv4-compatible 127.0.0.1
+    "translated.example": ["::ffff:0:7f00:1"],  # IPv4-translated 127.0.0.1
+    "aws-v6.example": ["fd00:ec2::254"],
+    "alibaba.example": ["100.100.100.200"],
 }
 
 
@@ -572,13 +578,21 @@ def hosts_asked(site: Site, path: str) -> list[str]:
         "http://split.example/admin",  # one private address among public ones is enough
         "http://mapped.example/admin",  # IPv4-mapped IPv6 loopback
         "http://ula.example/admin",  # IPv6 unique local
+        "http://nat64.example/admin",
+        "http://sixtofour.example/admin",
+        "http://compatible.example/admin",
+        "http://translated.example/admin",
+        "http://[64:ff9b::a9fe:a9fe]/admin",
+        "http://[2002:a9fe:a9fe::1]/admin",
+        "http://[::a9fe:a9fe]/admin",
+        "http://[::ffff:0:7f00:1]/admin",
     ],
 )
 def test_a_public_page_cannot_redirect_into_a_private_network(site: Site, target: str) -> None:
     site.route("/promo", Reply(302, headers={"Location": target.format(port=site.port)}))
     site.route("/admin", html("the router's admin page"))
 
-    with pytest.raises(FetchRedirect, match="a private address"):
+    with pytest.raises(FetchRedirect, match=r"a private address|a cloud metadata address"):
         fetch_via_internet(site, "http://promo.example/promo")
 
     assert site.count("/admin") == 0
@@ -595,12 +609,48 @@ def test_a_public_page_may_redirect_to_another_public_host(site: Site) -> None:
     assert hosts_asked(site, "/ru/promo") == ["cdn.example"]
 
 
-def test_a_page_fetched_without_redirects_costs_no_lookup_of_ours(site: Site) -> None:
+def test_a_page_fetched_without_redirects_costs_one_lookup_of_ours(site: Site) -> None:
+    # One, to refuse cloud metadata, which no URL may reach (private or not).
     site.route("/promo", html("ok"))
     LOOKED_UP.clear()
 
     assert fetch_via_internet(site, "http://promo.example/promo").text == "ok"
-    assert LOOKED_UP == []  # only the connection itself resolves the name
+    assert LOOKED_UP == ["promo.example"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.example/latest/meta-data/",
+        "http://aws-v6.example/latest/meta-data/",
+        "http://alibaba.example/latest/meta-data/",
+        "http://nat64.example/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+    ],
+)
+def test_a_url_on_cloud_metadata_is_refused_without_any_request(site: Site, url: str) -> None:
+    site.route("/latest/meta-data/", html("iam credentials"))
+
+    with pytest.raises(FetchForbidden, match="a cloud metadata address"):
+        fetch_via_internet(site, url)
+
+    assert site.seen == []  # not even robots.txt
+
+
+@pytest.mark.parametrize(
+    "target", ["http://metadata.example/x", "http://[fd00:ec2::254]/x", "http://nat64.example/x"]
+)
+def test_a_page_on_a_private_address_cannot_redirect_to_cloud_metadata(
+    site: Site, target: str
+) -> None:
+    site.route("/promo", Reply(302, headers={"Location": target}))
+    site.route("/x", html("iam credentials"))
+
+    with pytest.raises(FetchRedirect, match="a cloud metadata address"):
+        fetch_via_internet(site, site.url("/promo"))
+
+    assert site.count("/x") == 0
 
 
 def test_a_page_on_a_private_address_may_redirect_within_private_networks(site: Site) -> None:

@@ -223,6 +223,10 @@ class SourceRow(Base):
     empty_runs: Mapped[int] = mapped_column(Integer, default=0)
     last_item_count: Mapped[int] = mapped_column(Integer, default=0)
     alerted_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A page that ballooned is held (its count; 0: not held) until it looks normal again
+    # or the admin accepts it (accept_held, set by `watcher sources accept`).
+    held_count: Mapped[int] = mapped_column(Integer, default=0)
+    accept_held: Mapped[bool] = mapped_column(Boolean, default=False)
     last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -228,7 +228,8 @@ def flush(session: Session, audience: Audience, now: datetime) -> int:
 def report_source_events(
     session: Session, audience: Audience, events: Sequence[AdminEvent], run: int, now: datetime
 ) -> None:
-    """Queue the admin messages about a source (failing, recovered, empty, refilled), once each."""
+    """Queue the admin messages about a source (failing, recovered, empty, refilled, held,
+    released), once each."""
     for event in events:
         message = _admin_message(event)
         if not audience.admin_targets:
@@ -262,6 +263,8 @@ _ADMIN_TITLES = {
     "recovered": "SIM Watcher: promotion source {id} works again",
     "empty": "SIM Watcher: promotion source {id} finds no promotions (layout changed?)",
     "refilled": "SIM Watcher: promotion source {id} finds promotions again",
+    "held": "SIM Watcher: promotion source {id} is held (its page ballooned)",
+    "released": "SIM Watcher: promotion source {id} is no longer held",
 }
 
 

@@ -65,6 +65,7 @@ class ScrapeResult:
     alerts: int = 0  # subscriber alerts written for the changes
     stored: bool = False
     elapsed: float = 0.0  # seconds to fetch and read the source
+    held: bool = False  # the page ballooned: held, nothing of it stored or alerted
 
     @property
     def read_as(self) -> str | None:
@@ -82,6 +83,8 @@ class ScrapeResult:
     def status(self) -> str:
         if self.error is not None:
             return "error"
+        if self.held:
+            return "held"
         return "not modified" if self.not_modified else "ok"
 
 
@@ -218,15 +221,17 @@ def store_results(
             else:
                 seen = result.promotions
             outcome = observe(source.id, state, seen)
+            # A held page is not the source's page: its validators would make the next
+            # fetch a 304 (read as the held page again), and how it was read is no news.
             rows = save_outcome(
                 session,
                 source,
                 outcome,
                 now=now,
-                validators=result.validators,
+                validators=None if outcome.held else result.validators,
                 promotions=result.promotions,
                 next_fetch_at=next_fetch_time(profile, now, rng),
-                read_as=result.read_as,
+                read_as=None if outcome.held else result.read_as,
             )
             if audience is not None:
                 if rows:
@@ -238,6 +243,7 @@ def store_results(
                 for event in outcome.admin:
                     log.warning("source %s: %s", event.source_id, event.message)
         result.changes = list(outcome.changes)
+        result.held = outcome.held
         result.stored = True
 
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SourceHealth",
+    "accept_held",
     "as_promotion",
     "key_hash",
     "list_promotions",
@@ -157,7 +158,14 @@ def save_outcome(
     A page of promotions costs a fixed number of statements, not one per promotion.
     """
     state = outcome.state
-    row = session.scalar(select(SourceRow).where(SourceRow.id == source.id).with_for_update())
+    # Fresh from the database (not as load_state saw it): `watcher sources accept` may
+    # have written since.
+    row = session.scalar(
+        select(SourceRow)
+        .where(SourceRow.id == source.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if row is None:
         row = SourceRow(id=source.id, active=True)
         session.add(row)
@@ -173,7 +181,7 @@ def save_outcome(
     _write_source(row, source, state, now, validators, next_fetch_at)
     if read_as is not None:
         row.read_as = read_as
-    ids = _write_promotions(session, source.id, state, now, _extras(outcome.changes, promotions))
+    ids = _write_promotions(session, source.id, state, now, _extras(outcome, promotions))
     if not outcome.changes:
         return []
     return _write_changes(session, source.id, outcome, ids, now, replay=replay)
@@ -312,6 +320,8 @@ class SourceHealth:
     failures: int
     last_error: str | None
     active_promotions: int
+    held_count: int = 0  # the ballooned page's count while the source is held
+    accept_held: bool = False  # the admin accepted it; the next scrape takes it
 
 
 def source_health(session: Session) -> dict[str, SourceHealth]:
@@ -330,9 +340,25 @@ def source_health(session: Session) -> dict[str, SourceHealth]:
             failures=row.failures,
             last_error=row.last_error,
             active_promotions=counts.get(row.id, 0),
+            held_count=row.held_count,
+            accept_held=row.accept_held,
         )
         for row in session.scalars(select(SourceRow))
     }
+
+
+def accept_held(session: Session, source_id: str, now: datetime) -> int | None:
+    """Accept the page a held source ballooned to: its next scrape is taken as it is (a
+    silent new baseline, see ``scrapers.observe``), and that scrape is due ``now``.
+
+    Returns the held page's count, or None if the source is not held.
+    """
+    row = session.scalar(select(SourceRow).where(SourceRow.id == source_id).with_for_update())
+    if row is None or not row.held_count:
+        return None
+    row.accept_held = True
+    row.next_fetch_at = now
+    return row.held_count
 
 
 def as_promotion(row: PromotionRow) -> Promotion:
@@ -372,8 +398,11 @@ def _write_source(
     row.url, row.spec, row.kind, row.operator = source.url, spec, source.kind, source.operator
     if validators is not None:
         row.etag, row.last_modified = validators.etag, validators.last_modified
+    accepted = bool(row.accept_held)
     for name in _STATE_FIELDS:
         setattr(row, name, getattr(state, name))
+    # An acceptance given while this scrape ran outlives it, unless the hold has ended.
+    row.accept_held = state.accept_held or (accepted and state.held_count > 0)
     row.last_fetched_at = now
     if state.failures == 0:  # observe resets the streak on every scrape that read the page
         row.last_success_at = now
@@ -393,12 +422,13 @@ def _values(known: Known, run: int, now: datetime, extra: Promotion | None) -> d
     return values
 
 
-def _extras(changes: Sequence[Change], promotions: Sequence[Promotion]) -> Mapping[str, Promotion]:
-    """The promotions of this scrape by key (the first wins, as in observe)."""
+def _extras(outcome: Outcome, promotions: Sequence[Promotion]) -> Mapping[str, Promotion]:
+    """The promotions of this scrape by the key observe knows them by (the first wins,
+    as in observe)."""
     seen: dict[str, Promotion] = {}
     for promotion in promotions:
-        seen.setdefault(promotion.key, promotion)
-    for change in changes:
+        seen.setdefault(outcome.aliases.get(promotion.key, promotion.key), promotion)
+    for change in outcome.changes:
         if change.kind != "ended":  # an ended one is rebuilt from Known: no image
             seen.setdefault(change.promotion.key, change.promotion)
     return seen
