@@ -122,6 +122,13 @@ _SMALL_TEXT = re.compile(
 )
 _LETTER = re.compile(r"[^\W\d_]")
 _DOCUMENT = re.compile(r"\.(?:pdf|docx?|xlsx?|pptx?|zip|rar)(?:$|[?#])", re.I)
+# Offices, shops and contacts repeat like offers: a phone to call, or opening hours at
+# an address, is what such a card is for.
+_OPENING_HOURS = re.compile(r"\b\d{1,2}[:.]\d{2}\s*[-–—]\s*\d{1,2}[:.]\d{2}\b")
+_ADDRESS = re.compile(
+    r"адрес|\bул\.|\bпр\.|просп|проспект|мкр|мекенжай|көш\.|даңғыл|address|\bstreet\b|\bst\.|\bave\b",
+    re.I,
+)
 # Words that make a block read as an offer rather than a contact card or a document.
 _PROMO_WORDS = re.compile(
     r"акци|скидк|бонус|бесплат|подар|кэшбэк|кешбэк|тариф|роуминг|безлимит|выгод|"
@@ -766,6 +773,7 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
     distinct = len(set(titles)) / len(titles)
     promotional = sum(item.promotional for item in good) / len(good)
     documents = sum(item.document for item in good) / len(good)
+    contacts = sum(item.contact for item in good) / len(good)
     score = (
         math.log2(len(good) + 1)
         * min(words / 2.5, 2.5)
@@ -784,6 +792,9 @@ def _dom_group(parent: LexborNode, signature: str, members: list[LexborNode]) ->
     if documents > 0.5:
         score *= 0.05
         reasons.append("links to documents, not pages")
+    if contacts > 0.5:
+        score *= 0.05
+        reasons.append("contact cards (phones, opening hours at addresses), not offers")
     if chrome:
         score *= 0.02
         reasons.append(f"inside {chrome}")
@@ -824,6 +835,7 @@ class _Item:
     title_selector: str | None
     promotional: bool  # says offer things: a price, data, a discount, a gift...
     document: bool  # links to a file (a PDF...) rather than a page
+    contact: bool  # a phone to call, or opening hours at an address: an office, a shop
 
 
 def _dom_item(node: LexborNode, *, signals: bool = True) -> _Item | None:
@@ -889,6 +901,8 @@ def _dom_item(node: LexborNode, *, signals: bool = True) -> _Item | None:
         title_selector=selector,
         promotional=priced or (signals and bool(_PROMO_WORDS.search(head))),
         document=bool(href and _DOCUMENT.search(href)),
+        contact=any(h.strip().lower().startswith("tel:") for h in hrefs)
+        or bool(_OPENING_HOURS.search(head) and _ADDRESS.search(head)),
     )
 
 

@@ -16,9 +16,14 @@ stops being blind and measures nothing.
 Pages come in batches (``batch`` in corpus.yaml). Batch 1 was blind when first run
 (recall 0.804, precision 0.860); its misses were then studied and the detectors changed
 (title marks in data-* attributes, the innermost title element, carousel state classes,
-lists side by side), so batch 1 is now *seen*: it stays as a regression set. Only the
-newest batch, written after those changes by someone who had not read the detectors, is
-blind; recall and precision are printed per batch and over all.
+lists side by side), so batch 1 is now *seen*: it stays as a regression set. Batch 2
+(twelve pages, written after those changes by someone who had not read the detectors)
+measured recall 0.984 (61/62), precision 0.884 (61/69) on its first run: its one page
+without promotions, a list of service centres (tagged "eSIM"), was taken for offers.
+Contact cards (a phone link, or opening hours at an address) are now held down like
+document lists, which makes batch 2 seen too (precision 1.000 after). The next batch
+written blind is the next honest measure; recall and precision are printed per batch
+and over all.
 
 Asserted: no ``never`` text (menu, pager, cookie banner, "Подробнее"...) is ever taken as
 a title; a page without promotions gives nothing; overall recall is at least the floor.
@@ -48,7 +53,7 @@ CORPUS: list[dict[str, Any]] = yaml.safe_load((BLIND / "corpus.yaml").read_text(
 PAGES = {entry["file"]: entry for entry in CORPUS}
 TODAY = date(2026, 12, 3)
 MIN_RECALL = 0.80  # a floor for a blind set, not a target to tune towards
-SEEN_BATCHES = 1  # batches whose misses have been studied: no longer blind
+SEEN_BATCHES = 2  # batches whose misses have been studied: no longer blind
 
 
 def batch(entry: dict[str, Any]) -> int:
