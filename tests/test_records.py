@@ -93,7 +93,7 @@ def test_a_renewal_until_a_date_or_for_a_period_given_wins_over_renew_every(
     sync(alice_config())
     with database.session() as session:
         renewal = record_renewal(
-            session, "s1", NOON, until=None, period=Duration.parse("1m"), source="cfg"
+            session, "s1", NOON, until=None, period=Duration.parse("1mo"), source="cfg"
         )
     assert renewal.new == date(2027, 1, 1)
     with database.session() as session:

@@ -158,7 +158,7 @@ def _date_arg(text: str) -> date:
 
 def _duration_arg(text: str) -> Duration:
     try:
-        return Duration.parse(text)
+        return Duration.parse(text).whole_days()
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -501,12 +501,7 @@ def _sources(args: argparse.Namespace) -> int:
 
 
 def _every_text(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
-    if minutes % 60 == 0:
-        return f"{minutes // 60}h"
-    return f"{minutes}m"
+    return str(Duration.of_minutes(int(seconds // 60)))
 
 
 def _promotions(args: argparse.Namespace) -> int:

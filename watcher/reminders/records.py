@@ -68,7 +68,7 @@ def record_renewal(
     """A renewal and a paid activity today; reminders for the old dates stop."""
     sim, user = find_sim(session, sim_id, source)
     today = now.astimezone(ZoneInfo(user.timezone)).date()
-    period = period or (Duration.parse(sim.renew_every) if sim.renew_every else None)
+    period = period or (Duration.from_stored(sim.renew_every) if sim.renew_every else None)
     if until is None and period is None:
         raise UsageError(
             f"{sim.id} has no renew_every in {source}: "
