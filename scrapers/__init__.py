@@ -46,6 +46,7 @@ from scrapers._parse import (
 )
 from scrapers._profiles import (
     BUILTIN_PROFILES,
+    CHECKABLE,
     DEFAULT_EVERY,
     MIN_EVERY,
     Profile,
@@ -57,6 +58,7 @@ from scrapers._profiles import (
 __all__ = [
     "BUILTIN_PROFILES",
     "CHANGE_FIELDS",
+    "CHECKABLE",
     "DEFAULT_EVERY",
     "DEFAULT_USER_AGENT",
     "FIELD_NAMES",

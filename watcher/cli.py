@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="period",
         type=_duration_arg,
         metavar="PERIOD",
-        help="period to add, e.g. 30d, 4w, 1m",
+        help="period to add, e.g. 30d, 4w, 1mo",
     )
     balance = command("balance", _balance, "record a balance check")
     balance.add_argument("sim_id", metavar="SIM_ID")
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("channel", nargs="?", metavar="CHANNEL")
     init = command("init", _init, "write a starter config file")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    command("schema", _schema, "print the config file's JSON Schema (for editors)")
     db = command("db", _db, "database maintenance")
     db.add_argument("action", choices=["upgrade"])
     scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
@@ -710,7 +711,22 @@ def _init(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} already exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(STARTER_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
-    print(f"wrote {path}; edit it, then run: watcher check -c {path}")
+    # The starter's first line points editors at schema.json beside it.
+    from watcher.schema import SCHEMA_FILE, schema_text
+
+    schema = path.with_name(SCHEMA_FILE)
+    wrote = ""
+    if args.force or not schema.exists():
+        schema.write_text(schema_text(), encoding="utf-8")
+        wrote = f" and {schema} (its JSON Schema, for editors)"
+    print(f"wrote {path}{wrote}; edit it, then run: watcher check -c {path}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from watcher.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return 0
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -94,9 +95,31 @@ def _parse_zone(value: object) -> ZoneInfo:
 
 
 DateField = Annotated[date, BeforeValidator(_parse_date)]
-ClockField = Annotated[time, BeforeValidator(parse_clock)]
-ZoneField = Annotated[ZoneInfo, BeforeValidator(_parse_zone), PlainSerializer(str)]
-QuietField = Annotated[QuietHours, BeforeValidator(QuietHours.parse), PlainSerializer(str)]
+_HHMM = r"([01]?[0-9]|2[0-3]):[0-5][0-9]"
+ClockField = Annotated[
+    time,
+    BeforeValidator(parse_clock),
+    PlainSerializer(lambda value: f"{value:%H:%M}"),
+    WithJsonSchema({"type": "string", "pattern": rf"^\s*{_HHMM}\s*$", "examples": ["10:00"]}),
+]
+ZoneField = Annotated[
+    ZoneInfo,
+    BeforeValidator(_parse_zone),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "description": "an IANA name", "examples": ["Asia/Almaty"]}),
+]
+QuietField = Annotated[
+    QuietHours,
+    BeforeValidator(QuietHours.parse),
+    PlainSerializer(str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rf"^\s*{_HHMM}\s*-\s*{_HHMM}\s*$",
+            "examples": ["22:00-08:00"],
+        }
+    ),
+]
 
 
 # --- models ------------------------------------------------------------------------
@@ -259,7 +282,7 @@ class UserConfig(StrictModel):
 
     name: str = Field(min_length=1, max_length=64)
     timezone: ZoneField | None = None
-    language: str = "en"
+    language: str = Field("en", json_schema_extra={"enum": ["en", "ru", "zh", "kk"]})
     notify: list[str] = Field(min_length=1)
     quiet_hours: QuietField | None = None
     remind_at: ClockField | None = None
