@@ -335,8 +335,13 @@ def _balance(args: argparse.Namespace) -> int:
                 session, args.sim_id, args.amount, app.clock.now(), source=str(app.loaded.path)
             )
     print(f"{check.sim_id}: balance {check.amount} recorded on {check.today}")
-    if check.low:
+    if check.alerted:
         print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
+    elif check.low:
+        print(
+            f"warning: still below your low_balance threshold {check.threshold}; already "
+            "alerted (the next alert after a balance at or above it, or a renewal)"
+        )
     return 0
 
 
