@@ -697,9 +697,15 @@ def _notify_test(args: argparse.Namespace) -> int:
     if args.channel and args.channel not in loaded.config.channels:
         known = ", ".join(loaded.config.channels) or "none"
         raise UsageError(f"no channel {args.channel!r} in {loaded.path} (defined: {known})")
-    language = loaded.config.users[0].language if loaded.config.users else "en"
-    targets = [t for name in names for t in channels.targets(name)]
-    results = send_test(channels, targets, lambda target: render_test(language, target))
+    # Each channel's test speaks the language(s) of the users it notifies.
+    languages = {
+        target: loaded.config.channel_languages(name)
+        for name in names
+        for target in channels.targets(name)
+    }
+    results = send_test(
+        channels, list(languages), lambda target: render_test(languages[target], target)
+    )
     failed = 0
     for target, result in results.items():
         if result.ok:

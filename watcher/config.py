@@ -377,6 +377,12 @@ class Config(StrictModel):
     def user_remind_at(self, user: UserConfig) -> time:
         return user.remind_at or self.remind_at
 
+    def channel_languages(self, channel: str) -> list[str]:
+        """The languages of the users a channel notifies, in file order; English if none
+        (a channel only ``admin`` uses gets English, as admin messages are)."""
+        languages = [user.language for user in self.users if channel in user.notify]
+        return list(dict.fromkeys(languages)) or ["en"]
+
     def sims(self) -> list[tuple[UserConfig, SimConfig]]:
         return [(user, sim) for user in self.users for sim in user.sims]
 

@@ -583,13 +583,18 @@ def _below(balance: Decimal | None, threshold: Decimal | None) -> bool:
     return balance is not None and threshold is not None and balance < threshold
 
 
-def render_test(language: str, channel: str) -> Message:
-    """A test notification naming the channel by its configured name."""
-    data = _data(language)
+def render_test(language: str | Sequence[str], channel: str) -> Message:
+    """A test notification naming the channel by its configured name.
+
+    A channel that users of several languages share gets one message in all of them
+    (titled in the first), so each reader sees the test in their own.
+    """
+    languages = [language] if isinstance(language, str) else list(language) or ["en"]
     values = {"channel": _safe_channel_name(channel)}
+    texts = [_data(lang).templates for lang in languages]
     return Message(
-        title=data.templates["test.title"].format_map(values),
-        body=data.templates["test.body"].format_map(values),
+        title=texts[0]["test.title"].format_map(values),
+        body="\n\n".join(text["test.body"].format_map(values) for text in texts),
     )
 
 
