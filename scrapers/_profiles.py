@@ -56,7 +56,7 @@ _KEYS = (
     "unverified",
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_EVERY = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
+_EVERY = re.compile(r"^\s*([0-9]+)\s*([^\W\d_]*)\s*$")
 _MINUTES = {"min": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 _EVERY_EXAMPLES = "30min, 6h, 1d, 1w"
 

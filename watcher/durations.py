@@ -29,7 +29,7 @@ DAYS_PATTERN = r"^\s*[0-9]{1,4}\s*([dD]|[wW]|[mM][oO])\s*$"
 """The same for whole days only (SIM fields)."""
 EXAMPLES = "30min, 6h, 7d, 2w, 1mo"
 
-_SHAPE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
+_SHAPE = re.compile(r"^\s*([0-9]+)\s*([^\W\d_]*)\s*$")  # any letters: 3д is a unit, if unknown
 _MINUTES = {"min": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 _STORED = {"mo": "m"}  # unit -> what the database holds, where it differs
 
