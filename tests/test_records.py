@@ -103,6 +103,17 @@ def test_a_renewal_until_a_date_or_for_a_period_given_wins_over_renew_every(
     assert (renewal.old, renewal.new) == (date(2027, 1, 1), date(2027, 6, 30))
 
 
+def test_months_are_stored_as_earlier_versions_stored_them_and_read_back(
+    database: Database, sync: Sync, alice_config: AliceConfig
+) -> None:
+    # A database older versions wrote holds "1m" for a month; no migration rewrites it.
+    sync(alice_config(expires="2027-01-31").replace("renew_every: 30d", "renew_every: 1mo"))
+    assert sim(database).renew_every == "1m"
+    with database.session() as session:
+        renewal = record_renewal(session, "s1", NOON, until=None, period=None, source="cfg")
+    assert renewal.new == date(2027, 2, 28)  # a calendar month on, clamped
+
+
 def test_a_renewal_stops_waiting_expiry_and_idle_reminders_but_not_balance_ones(
     database: Database, sync: Sync, plan: Plan, alice_config: AliceConfig
 ) -> None:
