@@ -153,6 +153,13 @@ def test_low_balance_is_recorded_and_alerted(
     with database.session() as session:
         kinds = set(session.scalars(select(OutboxRow.kind)))
     assert "low_balance" in kinds
+    # Still low: said on the console, but no second alert for the same episode.
+    assert run("balance", "alice-kcell", "1100", "-c", str(config_file)) == 0
+    assert "still below your low_balance threshold 1500.00; already alerted" in (
+        capsys.readouterr().out
+    )
+    assert run("run", "--once", "-c", str(config_file)) == 0
+    assert len([r for r in webhook.received if r.payload["title"].endswith("low balance")]) == 1
 
 
 def test_notify_test_reports_which_channel_failed(config_file: Path, capsys) -> None:
