@@ -74,7 +74,7 @@ def write_config(path: Path, users: int, database: str) -> int:
                 f'        number: "+7701{n:07d}"',
                 f'        plan: "Plan {n % 7}"',
                 f"        expires: {expires.isoformat()}",
-                "        renew_every: 1m",
+                "        renew_every: 1mo",
             ]
             if n % 2 == 0:
                 checked = today - timedelta(days=n % 20)

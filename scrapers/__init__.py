@@ -54,6 +54,7 @@ from scrapers._parse import (
 )
 from scrapers._profiles import (
     BUILTIN_PROFILES,
+    CHECKABLE,
     DEFAULT_EVERY,
     MIN_EVERY,
     Profile,
@@ -66,6 +67,7 @@ from scrapers._proxy import Dial, GuardProxy
 __all__ = [
     "BUILTIN_PROFILES",
     "CHANGE_FIELDS",
+    "CHECKABLE",
     "DEFAULT_EVERY",
     "DEFAULT_USER_AGENT",
     "FIELD_NAMES",

@@ -56,9 +56,9 @@ _KEYS = (
     "unverified",
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_EVERY = re.compile(r"^(?:\d{1,6}[smhdw])+$")
-_EVERY_PART = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_EVERY = re.compile(r"^\s*([0-9]+)\s*([^\W\d_]*)\s*$")
+_MINUTES = {"min": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+_EVERY_EXAMPLES = "30min, 6h, 1d, 1w"
 
 
 @dataclass(frozen=True)
@@ -80,20 +80,43 @@ class Profile:
 
 
 def parse_every(value: object) -> timedelta:
-    """``"6h"``, ``"30m"``, ``"1h30m"``, ``"1d"`` -> a timedelta of at least :data:`MIN_EVERY`.
+    """``"30min"``, ``"6h"``, ``"1d"``, ``"2w"`` -> a timedelta of at least :data:`MIN_EVERY`.
 
-    ``m`` is minutes here (it is a calendar month in reminder durations): nobody scrapes
-    monthly, and "every: 5m" in the issue means five minutes. Raises ValueError.
+    The grammar is SIM Watcher's one duration grammar (``watcher.durations``, which this
+    library may not import; a test keeps the two in step): a whole number and one unit
+    of ``min``, ``h``, ``d``, ``w``. A bare ``m`` is ambiguous and refused naming what
+    to write; ``mo`` (months) has no fixed length. Raises a one-line ValueError.
     """
-    if not isinstance(value, str) or not _EVERY.match(value.strip().lower()):
+    if not isinstance(value, str):
         raise ValueError(
-            f"{value!r} is not an interval; write a number and s, m, h, d or w (30m, 6h, 1h30m)"
+            f"{value!r} is not an interval; write a whole number and a unit ({_EVERY_EXAMPLES})"
         )
-    every = timedelta()
-    for amount, unit in _EVERY_PART.findall(value.strip().lower()):
-        every += timedelta(**{_UNITS[unit]: int(amount)})
+    shown = " ".join(value.split())
+    shown = shown if len(shown) <= 20 else shown[:19] + "…"
+    match = _EVERY.match(value)
+    if match is None or not match.group(2):
+        raise ValueError(
+            f"`{shown}` is not an interval; write a whole number and a unit ({_EVERY_EXAMPLES})"
+        )
+    digits, unit = match.group(1), match.group(2).lower()
+    if unit == "m":
+        raise ValueError(
+            f"`{shown}` is ambiguous: write `{digits}min` for minutes or `{digits}mo` for months"
+        )
+    if unit == "mo":
+        raise ValueError(
+            f"`{int(digits)}mo` is calendar months, which have no fixed length; "
+            "write min, h, d or w (30min, 6h, 1d, 1w)"
+        )
+    if unit not in _MINUTES:
+        raise ValueError(
+            f"`{shown}` has an unknown unit `{unit}`; write min, h, d or w ({_EVERY_EXAMPLES})"
+        )
+    if len(digits) > 4:
+        raise ValueError(f"`{shown}` is too long an interval; at most 9999{unit}")
+    every = timedelta(minutes=int(digits) * _MINUTES[unit])
     if every < MIN_EVERY:
-        raise ValueError(f"{value!r} is too often; the minimum is 5m")
+        raise ValueError(f"`{shown}` is too often; the minimum is 5min")
     return every
 
 

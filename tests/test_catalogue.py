@@ -268,7 +268,7 @@ def test_override_can_vouch_for_a_code_and_quote_it() -> None:
 
 @pytest.mark.parametrize(
     ("written", "expected"),
-    [("90d", Duration(90, "d")), ("2w", Duration(2, "w")), ("3m", Duration(3, "m"))],
+    [("90d", Duration(90, "d")), ("2w", Duration(2, "w")), ("3mo", Duration(3, "mo"))],
 )
 def test_override_sets_an_idle_limit_written_as_text(written: str, expected: Duration) -> None:
     overrides = parse_overrides({"altel": {"idle_limit": written}})
@@ -323,7 +323,7 @@ def test_new_operator_without_texts_gets_generic_advice_and_its_id_as_name() -> 
 @pytest.mark.parametrize(
     ("raw", "path", "message"),
     [
-        ({"kcell": {"idle_limit": "90 days"}}, "operators.kcell.idle_limit", "not a duration"),
+        ({"kcell": {"idle_limit": "90 days"}}, "operators.kcell.idle_limit", "unknown unit `days`"),
         ({"kcell": {"renew": {"rus": "x"}}}, "operators.kcell.renew.rus", "unknown setting"),
         ({"kcell": {"colour": "blue"}}, "operators.kcell.colour", "unknown setting"),
         ({"kcell": {"website": "kcell.kz"}}, "operators.kcell.website", "https://"),

@@ -153,6 +153,13 @@ def test_low_balance_is_recorded_and_alerted(
     with database.session() as session:
         kinds = set(session.scalars(select(OutboxRow.kind)))
     assert "low_balance" in kinds
+    # Still low: said on the console, but no second alert for the same episode.
+    assert run("balance", "alice-kcell", "1100", "-c", str(config_file)) == 0
+    assert "still below your low_balance threshold 1500.00; already alerted" in (
+        capsys.readouterr().out
+    )
+    assert run("run", "--once", "-c", str(config_file)) == 0
+    assert len([r for r in webhook.received if r.payload["title"].endswith("low balance")]) == 1
 
 
 def test_notify_test_reports_which_channel_failed(config_file: Path, capsys) -> None:
@@ -167,6 +174,42 @@ def test_notify_test_of_one_channel(config_file: Path, webhook: WebhookReceiver,
     assert run("notify-test", "hook", "-c", str(config_file)) == 0
     assert len(webhook.received) == 1
     assert run("notify-test", "nope", "-c", str(config_file)) == 2
+
+
+def test_notify_test_speaks_the_language_of_each_channels_users(
+    write_config: WriteConfig, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    path = write_config(
+        f"""
+database: sqlite:///{tmp_path / "w.db"}
+channels:
+  ru-hook: "{webhook.url("ru")}"
+  kk-hook: "{webhook.url("kk")}"
+  shared: "{webhook.url("shared")}"
+  admin-hook: "{webhook.url("admin")}"
+admin: [admin-hook]
+users:
+  - {{name: en-user, notify: [kk-hook]}}
+  - {{name: bota, language: kk, notify: [kk-hook, shared]}}
+  - {{name: ivan, language: ru, notify: [ru-hook, shared]}}
+"""
+    )
+    assert run("notify-test", "-c", str(path)) == 0
+    got = {
+        r.path.rsplit("/", 1)[-1]: (r.payload["title"], r.payload["message"])
+        for r in webhook.received
+    }
+    ru_title = "SIM Watcher: тестовое уведомление"
+    kk_title = "SIM Watcher: сынақ хабарламасы"
+    en_title = "SIM Watcher: test notification"
+    assert got["ru"][0] == ru_title
+    assert got["admin"][0] == en_title  # admin messages are English
+    # A channel users of several languages share: one message, in each of theirs.
+    assert got["kk"][0] == en_title
+    assert "сынақ" in got["kk"][1] and "test notification" in got["kk"][1]
+    assert got["shared"][0] == kk_title
+    assert "сынақ" in got["shared"][1] and "тестовое" in got["shared"][1]
+    assert "test notification" not in got["shared"][1]
 
 
 def test_init_writes_a_valid_starter_and_refuses_to_overwrite(tmp_path: Path, capsys) -> None:

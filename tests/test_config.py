@@ -24,7 +24,7 @@ sources:
     url: "https://shop.example.com/offers"
     items: ".card"
     fields: {title: "h2", link: "a@href"}
-    every: 30m
+    every: 30min
 remind_at: "10:00"
 channels:
   console: "console://"
@@ -39,7 +39,7 @@ users:
         operator: Kcell
         number: "+7 701 123 45 67"
         expires: 2026-12-01
-        renew_every: 1m
+        renew_every: 1mo
     promotions:
       operators: [kcell]
       sources: [my-shop]
@@ -132,12 +132,12 @@ def test_environment_default_is_used_when_unset() -> None:
             "cfg.yaml: users[0].sims[0].expires: expected a date as YYYY-MM-DD, got 20261201",
         ),
         (
-            "renew_every: 1m",
+            "renew_every: 1mo",
             "renew_every: 1y",
-            "cfg.yaml: users[0].sims[0].renew_every: '1y' is not a duration",
+            "cfg.yaml: users[0].sims[0].renew_every: `1y` has an unknown unit `y`",
         ),
         (
-            "renew_every: 1m",
+            "renew_every: 1mo",
             "renew_every: 0d",
             "cfg.yaml: users[0].sims[0].renew_every: must be longer than 0 days",
         ),
@@ -208,7 +208,24 @@ def test_environment_default_is_used_when_unset() -> None:
             'url: "javascript:alert(1)"',
             "cfg.yaml: sources[0].url: 'javascript:alert(1)' is not an http(s) URL",
         ),
-        ("every: 30m", "every: 1m", "cfg.yaml: sources[0].every: '1m' is too often"),
+        ("every: 30min", "every: 1min", "cfg.yaml: sources[0].every: `1min` is too often"),
+        (
+            "renew_every: 1mo",
+            "renew_every: 3m",
+            "cfg.yaml: users[0].sims[0].renew_every: `3m` is ambiguous: write `3min` for minutes "
+            "or `3mo` for months",
+        ),
+        (
+            "every: 30min",
+            "every: 30m",
+            "cfg.yaml: sources[0].every: `30m` is ambiguous: write `30min` for minutes "
+            "or `30mo` for months",
+        ),
+        (
+            "renew_every: 1mo",
+            "renew_every: 12h",
+            "cfg.yaml: users[0].sims[0].renew_every: `12h` is not whole days",
+        ),
         (
             'fields: {title: "h2", link: "a@href"}',
             'fields: {titel: "h2"}',
@@ -326,7 +343,7 @@ _scalars = st.one_of(
     st.integers(-(10**20), 10**20),
     st.floats(allow_nan=True),
     st.text(max_size=30),
-    st.sampled_from(["7d", "1m", "2026-02-30", "${X}", "25:61", "+7", ""]),
+    st.sampled_from(["7d", "1mo", "1m", "5min", "2026-02-30", "${X}", "25:61", "+7", ""]),
     st.dates(),
 )
 _values = st.recursive(
@@ -440,7 +457,7 @@ def test_a_config_source_is_added_to_the_built_in_ones_and_can_replace_one() -> 
     assert kcell.source.items == ".card"
 
 
-BROWSER_SOURCE = GOOD.replace("    every: 30m\n", "    every: 30m\n    render: browser\n")
+BROWSER_SOURCE = GOOD.replace("    every: 30min\n", "    every: 30min\n    render: browser\n")
 
 
 def test_a_browser_source_without_a_browser_is_one_line_naming_the_source_and_the_fix(

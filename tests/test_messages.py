@@ -401,7 +401,7 @@ ESIM = PromotionItem(
         ("en", "New promotion: eSIM за 0 ₸", "until 31 December 2026"),
         ("ru", "Новая акция: eSIM за 0 ₸", "до 31 декабря 2026"),
         ("zh", "新优惠：eSIM за 0 ₸", "截至2026年12月31日"),
-        ("kk", "Жаңа акция: eSIM за 0 ₸", "дейін"),
+        ("kk", "Жаңа акция: eSIM за 0 ₸", "2026 жылғы 31 желтоқсанға дейін"),
     ],
 )
 def test_a_new_promotion_names_itself_its_source_dates_price_and_link(

@@ -134,7 +134,7 @@ def test_sql_planner_agrees_with_the_pure_rule(
         operator: activ
         number: "+7701000{i:04d}"
         expires: {expires}
-        balance_check_every: {rng.choice(["7d", "14d", "1m"])}
+        balance_check_every: {rng.choice(["7d", "14d", "1mo"])}
         last_balance_check: {balance}
         remind_before: [{", ".join(rng.sample(["14d", "7d", "3d", "1d", "0d"], 3))}]
 """

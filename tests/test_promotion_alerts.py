@@ -564,7 +564,7 @@ sources:
   - id: kcell-promo
     operator: kcell
     url: "{site.url}"
-    every: 5m
+    every: 5min
     items: ".card"
     fields: {{title: "h2", link: "a@href", price: ".price"}}
 users:
@@ -640,7 +640,7 @@ def test_sources_shows_who_watches_each_source_and_how_it_is_doing(
     kcell = rows["kcell-promo"]
     assert kcell["watched"] is True
     assert kcell["subscribers"] == ["alice"]
-    assert kcell["every"] == "5m"
+    assert kcell["every"] == "5min"
     assert kcell["promotions"] == 2
     assert kcell["failures"] == 1
     assert "503" in kcell["last_error"]

@@ -93,7 +93,7 @@ def test_a_renewal_until_a_date_or_for_a_period_given_wins_over_renew_every(
     sync(alice_config())
     with database.session() as session:
         renewal = record_renewal(
-            session, "s1", NOON, until=None, period=Duration.parse("1m"), source="cfg"
+            session, "s1", NOON, until=None, period=Duration.parse("1mo"), source="cfg"
         )
     assert renewal.new == date(2027, 1, 1)
     with database.session() as session:
@@ -101,6 +101,17 @@ def test_a_renewal_until_a_date_or_for_a_period_given_wins_over_renew_every(
             session, "s1", NOON, until=date(2027, 6, 30), period=None, source="cfg"
         )
     assert (renewal.old, renewal.new) == (date(2027, 1, 1), date(2027, 6, 30))
+
+
+def test_months_are_stored_as_earlier_versions_stored_them_and_read_back(
+    database: Database, sync: Sync, alice_config: AliceConfig
+) -> None:
+    # A database older versions wrote holds "1m" for a month; no migration rewrites it.
+    sync(alice_config(expires="2027-01-31").replace("renew_every: 30d", "renew_every: 1mo"))
+    assert sim(database).renew_every == "1m"
+    with database.session() as session:
+        renewal = record_renewal(session, "s1", NOON, until=None, period=None, source="cfg")
+    assert renewal.new == date(2027, 2, 28)  # a calendar month on, clamped
 
 
 def test_a_renewal_stops_waiting_expiry_and_idle_reminders_but_not_balance_ones(
@@ -192,25 +203,72 @@ def test_a_balance_check_is_recorded_and_stops_only_waiting_balance_reminders(
     assert targets == {date(2026, 12, 9)}  # the next check, 14 days on
 
 
-def test_a_low_balance_is_alerted_on_every_channel_once_per_day_and_amount(
-    database: Database, sync: Sync, alice_config: AliceConfig
-) -> None:
-    sync(alice_config(extra="        low_balance: 1000"))
-    for amount in ("900", "900", "850"):  # the same reading twice, then another
-        with database.session() as session:
-            assert record_balance(session, "s1", Decimal(amount), NOON, source="cfg").low
+def low_alerts(database: Database) -> list[tuple[str, str, date | None, str]]:
     with database.session() as session:
         alerts = session.execute(
             select(OutboxRow.dedup_key, OutboxRow.channel, OutboxRow.target, OutboxRow.status)
             .where(OutboxRow.kind == "low_balance")
             .order_by(OutboxRow.id)
         ).all()
-    assert [tuple(alert) for alert in alerts] == [
+    return [(key, channel, target, status) for key, channel, target, status in alerts]
+
+
+def record(database: Database, amount: str, when: datetime = NOON) -> tuple[bool, bool]:
+    with database.session() as session:
+        check = record_balance(session, "s1", Decimal(amount), when, source="cfg")
+    return check.low, check.alerted
+
+
+def test_a_low_balance_is_alerted_on_every_channel_once_per_episode(
+    database: Database, sync: Sync, alice_config: AliceConfig
+) -> None:
+    sync(alice_config(extra="        low_balance: 1000"))
+    day = date(2026, 11, 25)
+    # Three balances under the threshold, on three days: one alert.
+    assert [
+        record(database, a, at_almaty(day.replace(day=25 + i)))
+        for i, a in enumerate(("900", "850", "900"))
+    ] == [(True, True), (True, False), (True, False)]
+    assert low_alerts(database) == [
         ("s1:low_balance:2026-11-25:900", "a", date(2026, 12, 1), "pending"),
         ("s1:low_balance:2026-11-25:900", "b", date(2026, 12, 1), "pending"),
-        ("s1:low_balance:2026-11-25:850", "a", date(2026, 12, 1), "pending"),
-        ("s1:low_balance:2026-11-25:850", "b", date(2026, 12, 1), "pending"),
     ]
+    # At the threshold ends the episode; below again is a new one.
+    assert record(database, "1000", at_almaty(date(2026, 11, 28))) == (False, False)
+    assert record(database, "700", at_almaty(date(2026, 11, 29))) == (True, True)
+    assert record(database, "600", at_almaty(date(2026, 11, 30))) == (True, False)
+    assert [key for key, channel, _, _ in low_alerts(database) if channel == "a"] == [
+        "s1:low_balance:2026-11-25:900",
+        "s1:low_balance:2026-11-29:700",
+    ]
+
+
+def test_a_renewal_ends_a_low_balance_episode(
+    database: Database, sync: Sync, alice_config: AliceConfig
+) -> None:
+    sync(alice_config(extra="        low_balance: 1000"))
+    assert record(database, "900", at_almaty(date(2026, 11, 25))) == (True, True)
+    with database.session() as session:
+        record_renewal(
+            session,
+            "s1",
+            at_almaty(date(2026, 11, 26)),
+            until=None,
+            period=Duration(1, "mo"),
+            source="cfg",
+        )
+    assert record(database, "900", at_almaty(date(2026, 11, 27))) == (True, True)
+    assert len({key for key, _, _, _ in low_alerts(database)}) == 2
+
+
+def test_a_low_balance_under_a_lowered_threshold_is_a_new_episode(
+    database: Database, sync: Sync, alice_config: AliceConfig
+) -> None:
+    sync(alice_config(extra="        low_balance: 1000"))
+    assert record(database, "900", at_almaty(date(2026, 11, 25))) == (True, True)
+    sync(alice_config(extra="        low_balance: 800"))
+    # 900 is not below 800: the old episode is over, and 700 starts a new one.
+    assert record(database, "700", at_almaty(date(2026, 11, 26))) == (True, True)
 
 
 @pytest.mark.parametrize(("threshold", "amount"), [(None, "5"), ("1000", "1000")])

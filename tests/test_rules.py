@@ -80,8 +80,10 @@ def test_expiry_slots_cover_before_and_after_offsets() -> None:
 
 
 def test_month_offsets_clamp_to_month_end() -> None:
-    slots = slots_for(sim(expires=date(2026, 3, 31), remind_before=d("1m"), remind_after=()))
+    slots = slots_for(sim(expires=date(2026, 3, 31), remind_before=d("1mo"), remind_after=()))
     assert [s.due_at.astimezone(ALMATY).date() for s in slots] == [date(2026, 2, 28)]
+    # Keyed as earlier versions keyed it ("1m" then meant a month): sent ones still match.
+    assert [s.offset for s in slots] == ["-1m"]
 
 
 def test_balance_check_is_due_every_period_after_the_last_one() -> None:
@@ -188,8 +190,8 @@ def test_quiet_hours_hold_a_message_until_they_end(
     [
         (date(2026, 12, 1), date(2026, 11, 25), None, "30d", date(2026, 12, 31)),  # early
         (date(2026, 11, 1), date(2026, 11, 25), None, "30d", date(2026, 12, 25)),  # late
-        (date(2026, 1, 31), date(2026, 1, 20), None, "1m", date(2026, 2, 28)),  # month end
-        (date(2028, 1, 31), date(2028, 1, 20), None, "1m", date(2028, 2, 29)),  # leap
+        (date(2026, 1, 31), date(2026, 1, 20), None, "1mo", date(2026, 2, 28)),  # month end
+        (date(2028, 1, 31), date(2028, 1, 20), None, "1mo", date(2028, 2, 29)),  # leap
         (None, date(2026, 11, 25), None, "4w", date(2026, 12, 23)),
         (date(2026, 12, 1), date(2026, 11, 25), date(2027, 3, 1), None, date(2027, 3, 1)),
     ],

@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="period",
         type=_duration_arg,
         metavar="PERIOD",
-        help="period to add, e.g. 30d, 4w, 1m",
+        help="period to add, e.g. 30d, 4w, 1mo",
     )
     balance = command("balance", _balance, "record a balance check")
     balance.add_argument("sim_id", metavar="SIM_ID")
@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("channel", nargs="?", metavar="CHANNEL")
     init = command("init", _init, "write a starter config file")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    command("schema", _schema, "print the config file's JSON Schema (for editors)")
     db = command("db", _db, "database maintenance")
     db.add_argument("action", choices=["upgrade"])
     scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
@@ -217,7 +218,7 @@ def _date_arg(text: str) -> date:
 
 def _duration_arg(text: str) -> Duration:
     try:
-        return Duration.parse(text)
+        return Duration.parse(text).whole_days()
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -444,8 +445,13 @@ def _balance(args: argparse.Namespace) -> int:
                 session, args.sim_id, args.amount, app.clock.now(), source=str(app.loaded.path)
             )
     print(f"{check.sim_id}: balance {check.amount} recorded on {check.today}")
-    if check.low:
+    if check.alerted:
         print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
+    elif check.low:
+        print(
+            f"warning: still below your low_balance threshold {check.threshold}; already "
+            "alerted (the next alert after a balance at or above it, or a renewal)"
+        )
     return 0
 
 
@@ -655,12 +661,7 @@ def _accept_held(args: argparse.Namespace) -> int:
 
 
 def _every_text(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
-    if minutes % 60 == 0:
-        return f"{minutes // 60}h"
-    return f"{minutes}m"
+    return str(Duration.of_minutes(int(seconds // 60)))
 
 
 def _promotions(args: argparse.Namespace) -> int:
@@ -880,9 +881,15 @@ def _notify_test(args: argparse.Namespace) -> int:
     if args.channel and args.channel not in loaded.config.channels:
         known = ", ".join(loaded.config.channels) or "none"
         raise UsageError(f"no channel {args.channel!r} in {loaded.path} (defined: {known})")
-    language = loaded.config.users[0].language if loaded.config.users else "en"
-    targets = [t for name in names for t in channels.targets(name)]
-    results = send_test(channels, targets, lambda target: render_test(language, target))
+    # Each channel's test speaks the language(s) of the users it notifies.
+    languages = {
+        target: loaded.config.channel_languages(name)
+        for name in names
+        for target in channels.targets(name)
+    }
+    results = send_test(
+        channels, list(languages), lambda target: render_test(languages[target], target)
+    )
     failed = 0
     for target, result in results.items():
         if result.ok:
@@ -899,7 +906,22 @@ def _init(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} already exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(STARTER_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
-    print(f"wrote {path}; edit it, then run: watcher check -c {path}")
+    # The starter's first line points editors at schema.json beside it.
+    from watcher.schema import SCHEMA_FILE, schema_text
+
+    schema = path.with_name(SCHEMA_FILE)
+    wrote = ""
+    if args.force or not schema.exists():
+        schema.write_text(schema_text(), encoding="utf-8")
+        wrote = f" and {schema} (its JSON Schema, for editors)"
+    print(f"wrote {path}{wrote}; edit it, then run: watcher check -c {path}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from watcher.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return 0
 
 

@@ -27,6 +27,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -97,9 +98,31 @@ def _parse_zone(value: object) -> ZoneInfo:
 
 
 DateField = Annotated[date, BeforeValidator(_parse_date)]
-ClockField = Annotated[time, BeforeValidator(parse_clock)]
-ZoneField = Annotated[ZoneInfo, BeforeValidator(_parse_zone), PlainSerializer(str)]
-QuietField = Annotated[QuietHours, BeforeValidator(QuietHours.parse), PlainSerializer(str)]
+_HHMM = r"([01]?[0-9]|2[0-3]):[0-5][0-9]"
+ClockField = Annotated[
+    time,
+    BeforeValidator(parse_clock),
+    PlainSerializer(lambda value: f"{value:%H:%M}"),
+    WithJsonSchema({"type": "string", "pattern": rf"^\s*{_HHMM}\s*$", "examples": ["10:00"]}),
+]
+ZoneField = Annotated[
+    ZoneInfo,
+    BeforeValidator(_parse_zone),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "description": "an IANA name", "examples": ["Asia/Almaty"]}),
+]
+QuietField = Annotated[
+    QuietHours,
+    BeforeValidator(QuietHours.parse),
+    PlainSerializer(str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rf"^\s*{_HHMM}\s*-\s*{_HHMM}\s*$",
+            "examples": ["22:00-08:00"],
+        }
+    ),
+]
 
 
 # --- models ------------------------------------------------------------------------
@@ -270,7 +293,7 @@ class UserConfig(StrictModel):
 
     name: str = Field(min_length=1, max_length=64)
     timezone: ZoneField | None = None
-    language: str = "en"
+    language: str = Field("en", json_schema_extra={"enum": ["en", "ru", "zh", "kk"]})
     notify: list[str] = Field(min_length=1)
     quiet_hours: QuietField | None = None
     remind_at: ClockField | None = None
@@ -364,6 +387,12 @@ class Config(StrictModel):
 
     def user_remind_at(self, user: UserConfig) -> time:
         return user.remind_at or self.remind_at
+
+    def channel_languages(self, channel: str) -> list[str]:
+        """The languages of the users a channel notifies, in file order; English if none
+        (a channel only ``admin`` uses gets English, as admin messages are)."""
+        languages = [user.language for user in self.users if channel in user.notify]
+        return list(dict.fromkeys(languages)) or ["en"]
 
     def sims(self) -> list[tuple[UserConfig, SimConfig]]:
         return [(user, sim) for user in self.users for sim in user.sims]

@@ -25,6 +25,7 @@ __all__ = [
     "format_date",
     "format_days",
     "format_money",
+    "kazakh_case",
     "render_dead_letter",
     "render_promotions",
     "render_reminder",
@@ -86,6 +87,87 @@ def _russian_plural(count: int, one: str, few: str, many: str) -> str:
     return many
 
 
+# Kazakh case endings follow vowel harmony (back а о ұ ы take -ға/-дан, front ә е ө ү і
+# take -ге/-ден) and the last sound (-қа/-ке, -тан/-тен after a voiceless consonant;
+# -нан/-нен after м н ң). The words a Kazakh date or count can end in, with their
+# dative and ablative, written out and checked by hand: CLDR (Babel) has month names
+# but no case forms.
+_KK_WORDS: Mapping[str, tuple[str, str]] = {
+    "қаңтар": ("қаңтарға", "қаңтардан"),
+    "ақпан": ("ақпанға", "ақпаннан"),
+    "наурыз": ("наурызға", "наурыздан"),
+    "сәуір": ("сәуірге", "сәуірден"),
+    "мамыр": ("мамырға", "мамырдан"),
+    "маусым": ("маусымға", "маусымнан"),
+    "шілде": ("шілдеге", "шілдеден"),
+    "тамыз": ("тамызға", "тамыздан"),
+    "қыркүйек": ("қыркүйекке", "қыркүйектен"),
+    "қазан": ("қазанға", "қазаннан"),
+    "қараша": ("қарашаға", "қарашадан"),
+    "желтоқсан": ("желтоқсанға", "желтоқсаннан"),
+    "күн": ("күнге", "күннен"),
+}
+# A numeral written in digits takes the ending of its last spoken word after a hyphen:
+# 15 (он бес) -> 15-ке, 2026 (... алты) -> 2026-ға, 100 (жүз) -> 100-ге.
+_KK_UNITS = {  # бір екі үш төрт бес алты жеті сегіз тоғыз
+    1: ("ге", "ден"),
+    2: ("ге", "ден"),
+    3: ("ке", "тен"),
+    4: ("ке", "тен"),
+    5: ("ке", "тен"),
+    6: ("ға", "дан"),
+    7: ("ге", "ден"),
+    8: ("ге", "ден"),
+    9: ("ға", "дан"),
+}
+_KK_TENS = {  # он жиырма отыз қырық елу алпыс жетпіс сексен тоқсан
+    1: ("ға", "нан"),
+    2: ("ға", "дан"),
+    3: ("ға", "дан"),
+    4: ("қа", "тан"),
+    5: ("ге", "ден"),
+    6: ("қа", "тан"),
+    7: ("ке", "тен"),
+    8: ("ге", "нен"),
+    9: ("ға", "нан"),
+}
+_KK_POWERS = (  # жүз, мың, миллион; then миллиард
+    (10**3, ("ге", "ден")),
+    (10**6, ("ға", "нан")),
+    (10**9, ("ға", "нан")),
+)
+_KK_BILLION = ("қа", "тан")
+KazakhCase = Literal["dative", "ablative"]
+
+
+def _kk_number_ending(number: int, case: KazakhCase) -> str:
+    index = 0 if case == "dative" else 1
+    if number == 0:
+        return ("ге", "ден")[index]  # нөл
+    if number % 10:
+        return _KK_UNITS[number % 10][index]
+    if number % 100:
+        return _KK_TENS[number % 100 // 10][index]
+    # A round number ends in the word of its lowest non-zero group: 300 жүз, 2000 мың.
+    for modulus, endings in _KK_POWERS:
+        if number % modulus:
+            return endings[index]
+    return _KK_BILLION[index]
+
+
+def kazakh_case(text: str, case: KazakhCase) -> str:
+    """``text`` with its last word in the dative (``дейін`` takes it) or the ablative
+    (``бастап``, ``кейін`` take it): 15 қаңтар -> 15 қаңтарға, 5 күн -> 5 күннен,
+    15 -> 15-ке. Raises ValueError for a last word the table does not know."""
+    head, _, last = text.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    if last in _KK_WORDS:
+        return prefix + _KK_WORDS[last][0 if case == "dative" else 1]
+    if last.isascii() and last.isdigit():
+        return f"{prefix}{last}-{_kk_number_ending(int(last), case)}"
+    raise ValueError(f"no Kazakh {case} known for {last!r}")
+
+
 @dataclass(frozen=True)
 class _Language:
     months: tuple[str, ...]  # January first, in the form a date uses (Russian: genitive)
@@ -100,7 +182,8 @@ class _Language:
 
 # Template keys: "<kind>.<state>" and "<kind>.title.<state>" with state future/today/past,
 # the extra sentences of balance and low_balance reminders, and the test message.
-# Placeholders: {sim} {label} {date} {days} {last} {balance} {threshold} {channel}.
+# Placeholders: {sim} {label} {date} {days} {last} {balance} {threshold} {channel}; a
+# Kazakh text may put {days}, {date}, {start} and {end} in a case: {days_abl}, {end_dat}...
 
 _EN = _Language(
     months=(
@@ -369,19 +452,19 @@ _KK = _Language(
     decimal=",",
     sentence_gap=" ",
     templates={
-        "expiry.title.future": "{label}: мерзімі {days}нен кейін бітеді",
+        "expiry.title.future": "{label}: мерзімі {days_abl} кейін бітеді",
         "expiry.title.today": "{label}: мерзімі бүгін бітеді",
         "expiry.title.past": "{label}: мерзімі {days} бұрын бітті",
-        "expiry.future": "{sim}: мерзімі {days}нен кейін аяқталады — {date}.",
+        "expiry.future": "{sim}: мерзімі {days_abl} кейін аяқталады — {date}.",
         "expiry.today": "{sim}: мерзімі бүгін аяқталады — {date}.",
         "expiry.past": (
             "{sim}: мерзімі {days} бұрын аяқталды — {date}. "
             "Нөмірді сақтап қалу үшін оны қазір ұзартыңыз."
         ),
-        "balance.title.future": "{label}: балансты {days}нен кейін тексеріңіз",
+        "balance.title.future": "{label}: балансты {days_abl} кейін тексеріңіз",
         "balance.title.today": "{label}: балансты бүгін тексеріңіз",
         "balance.title.past": "{label}: баланс тексерісі кешікті",
-        "balance.future": "{sim}: балансты {days}нен кейін тексеру керек — {date}.",
+        "balance.future": "{sim}: балансты {days_abl} кейін тексеру керек — {date}.",
         "balance.today": "{sim}: балансты бүгін тексеру керек — {date}.",
         "balance.past": "{sim}: балансты тексеру мерзімі {days} бұрын өтті — {date}.",
         "balance.last": "Соңғы тексеру: {last}.",
@@ -389,11 +472,11 @@ _KK = _Language(
         "balance.low": (
             "Соңғы жазылған баланс ({balance}) сіз белгілеген шектен ({threshold}) төмен."
         ),
-        "idle.title.future": "{label}: нөмір {days}нен кейін қауіпте",
+        "idle.title.future": "{label}: нөмір {days_abl} кейін қауіпте",
         "idle.title.today": "{label}: нөмір бүгін қауіпте",
         "idle.title.past": "{label}: нөмір қауіпте",
         "idle.future": (
-            "{sim}: нөмір пайдаланылмағаны үшін {days}нен кейін қайтарып алынуы мүмкін — "
+            "{sim}: нөмір пайдаланылмағаны үшін {days_abl} кейін қайтарып алынуы мүмкін — "
             "{date}. Нөмірді сақтау үшін оған дейін ақылы әрекет жасаңыз, мысалы, балансты "
             "толтырыңыз немесе ақылы қызметті пайдаланыңыз."
         ),
@@ -433,8 +516,8 @@ _KK = _Language(
         "promo.new": "Жаңа",
         "promo.changed": "Өзгерді",
         "promo.ended": "Аяқталды",
-        "promo.until": "{end} дейін",
-        "promo.from": "{start} бастап",
+        "promo.until": "{end_dat} дейін",
+        "promo.from": "{start_abl} бастап",
         "promo.period": "{start} – {end}",
         "promo.was": "бұрын: {before}",
         "promo.more": "…тағы {count}: барлығын `watcher promotions` көрсетеді.",
@@ -469,6 +552,17 @@ def format_money(amount: Decimal, language: str) -> str:
     )
 
 
+def _in_cases(lang: str, values: Mapping[str, str], *keys: str) -> dict[str, str]:
+    """``values[key]`` in the dative (``key_dat``) and ablative (``key_abl``) for Kazakh
+    templates; other languages need no case and get the values as they are."""
+    cased = {}
+    for key in keys:
+        text = values[key]
+        cased[f"{key}_dat"] = kazakh_case(text, "dative") if lang == "kk" and text else text
+        cased[f"{key}_abl"] = kazakh_case(text, "ablative") if lang == "kk" and text else text
+    return {**values, **cased}
+
+
 def render_reminder(facts: ReminderFacts, language: str) -> Message:
     """The reminder for ``facts`` in ``language`` (English if it is not supported)."""
     lang = resolve_language(language)
@@ -486,6 +580,7 @@ def render_reminder(facts: ReminderFacts, language: str) -> Message:
         "balance": format_money(facts.balance, lang) if facts.balance is not None else "",
         "threshold": format_money(facts.low_balance, lang) if facts.low_balance is not None else "",
     }
+    values |= _in_cases(lang, values, "date", "days")
     keys: list[str]
     if facts.kind == "balance":
         keys = [f"balance.{state}", "balance.last" if facts.last_balance_check else "balance.none"]
@@ -545,12 +640,13 @@ def _promotion_block(item: PromotionItem, lang: str, data: _Language) -> str:
     facts = []
     start = format_date(item.starts, lang) if item.starts else None
     end = format_date(item.ends, lang) if item.ends else None
+    dates = _in_cases(lang, {"start": start or "", "end": end or ""}, "start", "end")
     if start and end:
-        facts.append(t["promo.period"].format_map({"start": start, "end": end}))
+        facts.append(t["promo.period"].format_map(dates))
     elif end:
-        facts.append(t["promo.until"].format_map({"end": end}))
+        facts.append(t["promo.until"].format_map(dates))
     elif start:
-        facts.append(t["promo.from"].format_map({"start": start}))
+        facts.append(t["promo.from"].format_map(dates))
     if item.price_text:
         facts.append(_cut(item.price_text, 60))
     if facts:
@@ -583,13 +679,18 @@ def _below(balance: Decimal | None, threshold: Decimal | None) -> bool:
     return balance is not None and threshold is not None and balance < threshold
 
 
-def render_test(language: str, channel: str) -> Message:
-    """A test notification naming the channel by its configured name."""
-    data = _data(language)
+def render_test(language: str | Sequence[str], channel: str) -> Message:
+    """A test notification naming the channel by its configured name.
+
+    A channel that users of several languages share gets one message in all of them
+    (titled in the first), so each reader sees the test in their own.
+    """
+    languages = [language] if isinstance(language, str) else list(language) or ["en"]
     values = {"channel": _safe_channel_name(channel)}
+    texts = [_data(lang).templates for lang in languages]
     return Message(
-        title=data.templates["test.title"].format_map(values),
-        body=data.templates["test.body"].format_map(values),
+        title=texts[0]["test.title"].format_map(values),
+        body="\n\n".join(text["test.body"].format_map(values) for text in texts),
     )
 
 

@@ -140,7 +140,7 @@ def reminder_key_sql(
 
 
 def low_balance_key(sim_id: str, day: date, amount: Decimal) -> str:
-    """A low-balance alert: once per SIM, day and amount recorded."""
+    """A low-balance alert, named by the check that began its episode (one per episode)."""
     return f"{sim_id}:low_balance:{day.isoformat()}:{amount}"
 
 

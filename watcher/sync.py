@@ -87,7 +87,7 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime) -> SyncRe
         elif _apply(row, sim, user, session, now):
             updated += 1
         idle_limit = sim.idle_limit or catalogue.get(sim.operator).idle_limit
-        row.idle_limit = str(idle_limit) if idle_limit else None
+        row.idle_limit = idle_limit.stored if idle_limit else None
         seen[sim.id] = (row, user.name, fresh)
     session.flush()  # SIM rows first: their slots refer to them
     batch: list[dict[str, object]] = []
@@ -229,4 +229,4 @@ def _apply(row: SimRow, sim: SimConfig, user: UserConfig, session: Session, now:
 
 
 def _text(value: Duration | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else value.stored

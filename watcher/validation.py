@@ -15,11 +15,18 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import ErrorDetails
 
 from watcher import yamlload
-from watcher.durations import Duration
+from watcher.durations import DAYS_PATTERN, Duration
 from watcher.errors import ConfigIssue
 
 __all__ = [
@@ -42,8 +49,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
-DurationField = Annotated[Duration, BeforeValidator(Duration.parse), PlainSerializer(str)]
-"""A :class:`Duration` as users write it: ``90d``, ``2w``, ``1m``."""
+def _whole_days(value: object) -> Duration:
+    return Duration.parse(value).whole_days()
+
+
+DurationField = Annotated[
+    Duration,
+    BeforeValidator(_whole_days),
+    PlainSerializer(str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DAYS_PATTERN,
+            "description": "a whole number and d, w or mo (a calendar month): 7d, 2w, 1mo",
+            "examples": ["7d", "2w", "1mo"],
+        }
+    ),
+]
+"""A :class:`Duration` of whole days as users write it: ``90d``, ``2w``, ``1mo``."""
 
 
 def load_yaml(text: str) -> Any:

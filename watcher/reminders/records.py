@@ -6,7 +6,7 @@ config value), writes its history, stops the reminders it answers and reschedule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -31,12 +31,18 @@ class Renewal:
     today: date
 
 
+# What ends a low-balance episode besides a balance at or above the threshold. No
+# command records a top-up yet; "topup" is here so that the first one that does counts.
+EPISODE_ENDS = ("renew", "topup")
+
+
 @dataclass(frozen=True)
 class BalanceCheck:
     sim_id: str
     amount: Decimal
     today: date
     threshold: Decimal | None
+    alerted: bool = False  # False when low, but an earlier check of this episode alerted
 
     @property
     def low(self) -> bool:
@@ -68,7 +74,7 @@ def record_renewal(
     """A renewal and a paid activity today; reminders for the old dates stop."""
     sim, user = find_sim(session, sim_id, source)
     today = now.astimezone(ZoneInfo(user.timezone)).date()
-    period = period or (Duration.parse(sim.renew_every) if sim.renew_every else None)
+    period = period or (Duration.from_stored(sim.renew_every) if sim.renew_every else None)
     if until is None and period is None:
         raise UsageError(
             f"{sim.id} has no renew_every in {source}: "
@@ -98,16 +104,22 @@ def record_renewal(
 def record_balance(
     session: Session, sim_id: str, amount: Decimal, now: datetime, *, source: str
 ) -> BalanceCheck:
-    """A balance check today; below the SIM's ``low_balance`` it queues an alert."""
+    """A balance check today; the first below the SIM's ``low_balance`` queues an alert.
+
+    One alert per episode below the threshold: further low checks say nothing until a
+    balance at or above it, a renewal or a top-up is recorded (see :func:`low_episode`).
+    """
     sim, user = find_sim(session, sim_id, source)
     today = now.astimezone(ZoneInfo(user.timezone)).date()
+    ongoing = sim.low_balance is not None and low_episode(session, sim.id, sim.low_balance)
     sim.balance = amount
     sim.last_balance_check = today
     session.add(Event(sim_id=sim.id, at=now, kind="balance", detail=str(amount)))
     outbox.cancel_pending(session, sim.id, "balance checked", kinds=(Kind.BALANCE,))
     reschedule(session, sim, user)
     check = BalanceCheck(sim.id, amount, today, sim.low_balance)
-    if check.low:
+    if check.low and not ongoing:
+        check = replace(check, alerted=True)
         targets = session.scalars(
             select(UserChannel.channel).where(UserChannel.user_name == user.name)
         ).all()
@@ -128,3 +140,23 @@ def record_balance(
             now,
         )
     return check
+
+
+def low_episode(session: Session, sim_id: str, threshold: Decimal) -> bool:
+    """Whether the SIM's last recorded balance was below ``threshold``, with no renewal
+    or top-up since: an episode whose alert went out with its first low check.
+
+    Read from the SIM's history (the ``events`` table), so it needs no state of its own.
+    """
+    last = session.execute(
+        select(Event.kind, Event.detail)
+        .where(Event.sim_id == sim_id, Event.kind.in_(("balance", *EPISODE_ENDS)))
+        .order_by(Event.at.desc(), Event.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.kind != "balance":
+        return False
+    try:
+        return Decimal(last.detail) < threshold
+    except ArithmeticError:  # a hand-edited history: treat as a fresh episode
+        return False

@@ -47,11 +47,11 @@ class SimDates:
             str(self.timezone),
             self.remind_at.isoformat(),
             str(self.expires),
-            ",".join(map(str, self.remind_before)),
-            ",".join(map(str, self.remind_after)),
-            str(self.balance_check_every),
+            format_offsets(self.remind_before),
+            format_offsets(self.remind_after),
+            _stored(self.balance_check_every),
             str(self.last_balance_check),
-            str(self.idle_limit),
+            _stored(self.idle_limit),
             str(self.last_paid_activity),
             self.first_seen.date().isoformat() if self.last_balance_check is None else "",
         ]
@@ -75,7 +75,7 @@ class Slot:
 def offset_label(offset: Duration, sign: int) -> str:
     if offset.amount == 0:
         return "0d"
-    return f"{'-' if sign < 0 else '+'}{offset}"
+    return f"{'-' if sign < 0 else '+'}{offset.stored}"
 
 
 def slots_for(sim: SimDates) -> list[Slot]:
@@ -189,8 +189,13 @@ def renewed_expiry(
 
 def parse_offsets(text: str) -> tuple[Duration, ...]:
     """The stored form of an offset list (``"7d,3d"``) back into durations."""
-    return tuple(Duration.parse(part) for part in text.split(",") if part)
+    return tuple(Duration.from_stored(part) for part in text.split(",") if part)
 
 
 def format_offsets(offsets: Sequence[Duration]) -> str:
-    return ",".join(str(offset) for offset in offsets)
+    """The stored form of an offset list; months stay ``1m`` as earlier versions wrote."""
+    return ",".join(offset.stored for offset in offsets)
+
+
+def _stored(value: Duration | None) -> str:
+    return "None" if value is None else value.stored

@@ -59,7 +59,7 @@ def sim_dates(row: SimRow, user: UserRow) -> SimDates:
 
 
 def _duration(text: str | None) -> Duration | None:
-    return None if text is None else Duration.parse(text)
+    return None if text is None else Duration.from_stored(text)
 
 
 def reschedule(
