@@ -259,7 +259,7 @@ def _sim_config(
     if expires is not None:
         lines.append(f"        expires: {expires.isoformat()}")
     if checked is not None:
-        lines += ["        balance_check_every: 1m", f"        last_balance_check: {checked}"]
+        lines += ["        balance_check_every: 1mo", f"        last_balance_check: {checked}"]
     if paid is not None:
         lines += ["        idle_limit: 90d", f"        last_paid_activity: {paid}"]
     return "\n".join(lines) + "\n"
@@ -300,7 +300,7 @@ OFFSETS = st.lists(
     st.builds(
         "{}{}".format,
         st.one_of(st.integers(0, 9999), st.integers(0, 3)),
-        st.sampled_from("dwm"),
+        st.sampled_from(["d", "w", "mo"]),
     ),
     max_size=4,
     unique=True,
@@ -356,7 +356,7 @@ def _two_sims(hook: str, *, with_s2: bool) -> str:
         operator: kcell
         number: "+77011234567"
         expires: 2026-12-20
-        balance_check_every: 1m
+        balance_check_every: 1mo
 """
     if with_s2:
         sims += """
@@ -440,7 +440,7 @@ def test_renewing_past_the_calendar_is_a_one_line_error_that_changes_nothing(
     assert expires() == date(2026, 12, 20)
     # The last date that works, then a month on from it.
     assert cli_main(["renew", "s1", "--until", "9999-12-24", *config]) == 0
-    assert cli_main(["renew", "s1", "--for", "1m", *config]) == 2
+    assert cli_main(["renew", "s1", "--for", "1mo", *config]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of range" in err, err
     assert expires() == date(9999, 12, 24)
