@@ -6,8 +6,12 @@ drawn by scripts), extraction (:func:`extract`), the date/price parsers, the bui
 source profiles and change detection (:func:`observe`) are all usable on their own.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
-from scrapers._browser import Renderer, RenderSettings, find_chromium, render_unavailable
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
@@ -33,7 +37,6 @@ from scrapers._errors import (
     ScraperError,
 )
 from scrapers._extract import Extraction, extract, extract_explained
-from scrapers._fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, decode_text, jittered
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
@@ -53,6 +56,36 @@ from scrapers._profiles import (
     parse_every,
     profile_from_dict,
 )
+from scrapers._settings import (
+    DEFAULT_USER_AGENT,
+    FetchSettings,
+    RenderSettings,
+    find_chromium,
+    render_unavailable,
+)
+
+if TYPE_CHECKING:
+    from scrapers._browser import Renderer
+    from scrapers._fetch import Fetcher, decode_text, jittered
+
+# The fetcher (httpx) and the renderer load on first use: checking a config, or any
+# command that scrapes nothing, must not pay for them.
+_LAZY = {
+    "Fetcher": "scrapers._fetch",
+    "decode_text": "scrapers._fetch",
+    "jittered": "scrapers._fetch",
+    "Renderer": "scrapers._browser",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_PROFILES",

@@ -12,20 +12,21 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
-from scrapers import Page, Profile, Validators
 from watcher import __version__
-from watcher.app import App
-from watcher.channels import send_test
-from watcher.config import load_config, parse_config
-from watcher.durations import Duration
 from watcher.errors import ConfigError, UsageError, WatcherError
-from watcher.masking import mask_phone, mask_url
-from watcher.messages import render_test
-from watcher.promotions.jobs import ScrapeResult
-from watcher.reminders.records import record_balance, record_renewal
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from scrapers import Profile
+    from watcher.app import App
+    from watcher.durations import Duration
+    from watcher.promotions.jobs import ScrapeResult
+
+# Each command imports what it needs when it runs: `watcher --help` and the container's
+# `watcher health` must not pay for Apprise, the scrapers or the daemon (issue 11).
 
 log = logging.getLogger("watcher")
 
@@ -157,6 +158,8 @@ def _date_arg(text: str) -> date:
 
 
 def _duration_arg(text: str) -> Duration:
+    from watcher.durations import Duration
+
     try:
         return Duration.parse(text)
     except ValueError as exc:
@@ -183,6 +186,8 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _app(args: argparse.Namespace) -> App:
+    from watcher.app import App
+
     return App.from_path(_config_path(args))
 
 
@@ -200,6 +205,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from watcher.config import load_config
+    from watcher.masking import mask_phone, mask_url
+
     path = _config_path(args)
     config = load_config(path).config
     sims = config.sims()
@@ -274,6 +282,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_rows(app: App) -> list[dict[str, Any]]:
+    from watcher.masking import mask_phone
     from watcher.reminders.status import sim_statuses
 
     with app.database.session() as session:
@@ -310,6 +319,8 @@ def _local(instant: datetime, zone: ZoneInfo) -> str:
 
 
 def _renew(args: argparse.Namespace) -> int:
+    from watcher.reminders.records import record_renewal
+
     with _app(args) as app:
         app.sync()
         with app.database.session() as session:
@@ -327,6 +338,8 @@ def _renew(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
+    from watcher.reminders.records import record_balance
+
     with _app(args) as app:
         app.sync()
         with app.database.session() as session:
@@ -340,8 +353,8 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _scrape(args: argparse.Namespace) -> int:
-    from scrapers import ScraperError, decode_text
-    from watcher.promotions.jobs import extract_page
+    from scrapers import Page, ScraperError, Validators, decode_text
+    from watcher.promotions.jobs import ScrapeResult, extract_page
 
     if args.url is not None:
         return _preview_url(args)
@@ -386,6 +399,8 @@ def _preview_url(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from scrapers import Profile, Source
+    from watcher.app import App
+    from watcher.config import load_config, parse_config
 
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -690,6 +705,10 @@ def _detection_json(result: ScrapeResult) -> dict[str, Any]:
 
 
 def _notify_test(args: argparse.Namespace) -> int:
+    from watcher.channels import send_test
+    from watcher.config import load_config
+    from watcher.messages import render_test
+
     loaded = load_config(_config_path(args))
     channels = loaded.channels
     names = [args.channel] if args.channel else list(loaded.config.channels)
