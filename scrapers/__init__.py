@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
@@ -36,7 +35,6 @@ from scrapers._errors import (
     ProfileError,
     ScraperError,
 )
-from scrapers._extract import Extraction, extract, extract_explained
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
@@ -65,12 +63,18 @@ from scrapers._settings import (
 )
 
 if TYPE_CHECKING:
+    from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
     from scrapers._browser import Renderer
+    from scrapers._extract import Extraction, extract, extract_explained
     from scrapers._fetch import Fetcher, decode_text, jittered
 
-# The fetcher (httpx) and the renderer load on first use: checking a config, or any
-# command that scrapes nothing, must not pay for them.
+# The fetcher (httpx), the renderer and the extractors load on first use: checking a
+# config, or any command that scrapes nothing, must not pay for them.
 _LAZY = {
+    **dict.fromkeys(
+        ("Candidate", "Detection", "detect", "discover_feed", "looks_like_feed"), "scrapers._auto"
+    ),
+    **dict.fromkeys(("Extraction", "extract", "extract_explained"), "scrapers._extract"),
     "Fetcher": "scrapers._fetch",
     "decode_text": "scrapers._fetch",
     "jittered": "scrapers._fetch",

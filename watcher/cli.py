@@ -185,10 +185,13 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("WATCHER_CONFIG") or "watcher.yaml")
 
 
-def _app(args: argparse.Namespace) -> App:
+def _app(args: argparse.Namespace, *, sends: bool = True) -> App:
+    """The App for the config; ``sends=False`` for commands that only read, which need
+    not ask Apprise about every channel URL (``check`` and the daemon do)."""
     from watcher.app import App
+    from watcher.config import load_config
 
-    return App.from_path(_config_path(args))
+    return App(load_config(_config_path(args), check_channels=sends))
 
 
 # --- commands ----------------------------------------------------------------------
@@ -244,7 +247,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         app.sync()
         rows = _status_rows(app)
     if args.json:
@@ -457,7 +460,7 @@ def _source_entry(result: ScrapeResult, host: str) -> str:
 def _sources(args: argparse.Namespace) -> int:
     from watcher.promotions.store import source_health
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         config = app.loaded.config
         zone = config.timezone
         watched = config.watched_sources()
@@ -527,7 +530,7 @@ def _every_text(seconds: float) -> str:
 def _promotions(args: argparse.Namespace) -> int:
     from watcher.promotions.store import as_promotion, list_promotions, promotion_history
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         zone = app.loaded.config.timezone
         today = app.clock.now().astimezone(zone).date()
         with app.database.session() as session:
@@ -739,7 +742,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    with _app(args) as app:  # opening the app applies the migrations
+    with _app(args, sends=False) as app:  # opening the app applies the migrations
         print(f"database {app.database.display_url} is up to date")
     return 0
 
@@ -747,7 +750,7 @@ def _db(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from watcher.heartbeat import PLANNER, last_beat
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         with app.database.session() as session:
             at = last_beat(session, PLANNER)
         if at is None:
