@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watcher import __version__
+from watcher.completion import ID_KINDS, SHELLS, id_completer
 from watcher.errors import ConfigError, UsageError, WatcherError
+from watcher.pipes import closed_pipe_is_quiet
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from scrapers import Profile
     from watcher.app import App
+    from watcher.config import Config, LoadedConfig, UserConfig
     from watcher.durations import Duration
     from watcher.promotions.jobs import ScrapeResult
 
@@ -36,9 +40,10 @@ STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
     try:
-        code: int = args.handler(args)
+        _configure_logging(getattr(args, "log_level", None))
+        with closed_pipe_is_quiet():
+            code: int = args.handler(args)
         return code
     except ConfigError as exc:
         for issue in exc.issues:
@@ -51,9 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _configure_logging(verbose: int) -> None:
-    level_name = os.environ.get("WATCHER_LOG_LEVEL", "").upper()
-    level = logging.DEBUG if verbose else getattr(logging, level_name, logging.INFO)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _configure_logging(flag_level: str | None) -> None:
+    """-v / -q, else $WATCHER_LOG_LEVEL, else INFO."""
+    name = flag_level or os.environ.get("WATCHER_LOG_LEVEL", "").strip().upper() or "INFO"
+    if name not in LOG_LEVELS:
+        raise UsageError(
+            f"WATCHER_LOG_LEVEL={os.environ.get('WATCHER_LOG_LEVEL')!r} is not a log level; "
+            f"use one of {', '.join(LOG_LEVELS)}"
+        )
+    level = logging.getLevelNamesMapping()[name]
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -63,28 +77,92 @@ def _configure_logging(verbose: int) -> None:
         # These log every job run, migration step and send at INFO: noise for a daemon
         # that runs its jobs every few seconds and logs its own one line per send.
         for noisy in ("apscheduler", "alembic", "apprise"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+EPILOG = """\
+-c, -v and -q may come before or after the command.
+
+environment:
+  WATCHER_CONFIG        config file when -c is not given (else ./watcher.yaml)
+  WATCHER_LOG_LEVEL     DEBUG, INFO (the default), WARNING or ERROR;
+                        -v and -q override it
+  WATCHER_DATABASE_URL  database URL; wins over the config's database:
+
+`watcher COMMAND --help` describes a command;
+`watcher completion bash|zsh|fish` prints a tab completion script.
+"""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """-c, -v and -q, accepted before the command and after it.
+
+    Their defaults are SUPPRESS so that the command's copy, when not given, does not
+    overwrite what was given before the command; main() reads them with getattr.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="DEBUG",
+        default=argparse.SUPPRESS,
+        help="log debug detail (overrides $WATCHER_LOG_LEVEL)",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="WARNING",
+        default=argparse.SUPPRESS,
+        help="log only warnings and errors (overrides $WATCHER_LOG_LEVEL)",
+    )
+    return common
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = _common_options()
     parser = argparse.ArgumentParser(
-        prog="watcher", description="Reminders and promotion alerts for prepaid SIM cards."
+        prog="watcher",
+        description="Reminders and promotion alerts for prepaid SIM cards.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of:"
+    )
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            default=None,
-            help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
-        )
+    def command(name: str, handler: Any, help_text: str | None) -> argparse.ArgumentParser:
+        if help_text is None:  # hidden: left out of the list and of completion
+            sub = commands.add_parser(name, parents=[common])
+        else:
+            sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
+
+    def json_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            help="print JSON instead (a stable shape: see the README's JSON output)",
+        )
 
     run = command("run", _run, "run the daemon")
     run.add_argument(
@@ -92,11 +170,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scrape every promotion source, plan and deliver everything due, then exit",
     )
-    command("check", _check, "validate the config file and show what it sets up")
+    check = command("check", _check, "validate the config file and show what it sets up")
+    json_option(check)
     status = command("status", _status, "show every SIM's dates and last message")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(status)
     renew = command("renew", _renew, "record a renewal (and a paid activity) today")
-    renew.add_argument("sim_id", metavar="SIM_ID")
+    _complete_with(
+        renew.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
+    )
     period = renew.add_mutually_exclusive_group()
     period.add_argument("--until", type=_date_arg, metavar="DATE", help="new expiry date")
     period.add_argument(
@@ -106,23 +187,57 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PERIOD",
         help="period to add, e.g. 30d, 4w, 1m",
     )
+    json_option(renew)
     balance = command("balance", _balance, "record a balance check")
-    balance.add_argument("sim_id", metavar="SIM_ID")
-    balance.add_argument("amount", type=_amount_arg, metavar="AMOUNT")
+    _complete_with(
+        balance.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
+    )
+    balance.add_argument(
+        "amount",
+        type=_amount_arg,
+        metavar="AMOUNT",
+        help="the balance in tenge, e.g. 1500 or 1500.50",
+    )
+    json_option(balance)
     test = command("notify-test", _notify_test, "send a test message to each channel")
-    test.add_argument("channel", nargs="?", metavar="CHANNEL")
+    _complete_with(
+        test.add_argument(
+            "channel",
+            nargs="?",
+            metavar="CHANNEL",
+            help="only this channel (a name under channels:); default: every channel",
+        ),
+        "channels",
+    )
+    json_option(test)
     init = command("init", _init, "write a starter config file")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     db = command("db", _db, "database maintenance")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument(
+        "action",
+        choices=["upgrade"],
+        help="upgrade: apply the migrations (every command also does on start)",
+    )
+    json_option(db)
     scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
-    scrape.add_argument("source_ids", nargs="*", metavar="SOURCE_ID", help="default: all")
+    _complete_with(
+        scrape.add_argument(
+            "source_ids",
+            nargs="*",
+            metavar="SOURCE_ID",
+            help="sources to fetch (ids under sources:); default: all",
+        ),
+        "sources",
+    )
     scrape.add_argument("--dry-run", action="store_true", help="store nothing")
-    scrape.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(scrape)
     scrape.add_argument(
         "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
     )
-    scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
+    _complete_with(
+        scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses"),
+        "sources",
+    )
     scrape.add_argument(
         "--explain",
         action="store_true",
@@ -140,14 +255,45 @@ def _parser() -> argparse.ArgumentParser:
         help="with --url: browser renders the page in headless Chromium first",
     )
     sources = command("sources", _sources, "show each promotion source's health and schedule")
-    sources.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(sources)
     promotions = command("promotions", _promotions, "list known promotions, newest first")
-    promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
+    _complete_with(
+        promotions.add_argument("--operator", metavar="ID", help="only this operator's sources"),
+        "operators",
+    )
     promotions.add_argument("--active", action="store_true", help="only those not ended")
-    promotions.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(promotions)
     health = command("health", _health, "exit 0 if the daemon planned recently")
-    health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
+    health.add_argument(
+        "--max-age",
+        type=int,
+        default=180,
+        metavar="SECONDS",
+        help="how recent the last planning pass must be (default: %(default)s)",
+    )
+    json_option(health)
+    completion = command(
+        "completion", _completion, "print a shell's tab completion script for watcher"
+    )
+    completion.add_argument(
+        "shell",
+        choices=SHELLS,
+        help="bash: source it from ~/.bashrc; zsh: put it in $fpath as _watcher; "
+        "fish: save it as ~/.config/fish/completions/watcher.fish",
+    )
+    ids = command("_complete", _complete, None)
+    ids.add_argument("kind", choices=ID_KINDS, help="which ids to print, one a line")
+    ids.add_argument(
+        "words",
+        nargs="*",
+        help="the command line being completed; its -c FILE picks the config",
+    )
     return parser
+
+
+def _complete_with(action: argparse.Action, kind: str) -> None:
+    """Tab-complete this argument with the ids ``watcher _complete KIND`` prints."""
+    action.complete = id_completer(kind)  # type: ignore[attr-defined]  # read by shtab
 
 
 def _date_arg(text: str) -> date:
@@ -180,7 +326,7 @@ def _amount_arg(text: str) -> Decimal:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    if args.config is not None:
+    if getattr(args, "config", None) is not None:
         return Path(args.config)
     return Path(os.environ.get("WATCHER_CONFIG") or "watcher.yaml")
 
@@ -212,6 +358,8 @@ def _check(args: argparse.Namespace) -> int:
     from watcher.masking import mask_phone, mask_url
 
     path = _config_path(args)
+    if args.json:
+        return _check_json(path)
     config = load_config(path).config
     sims = config.sims()
     print(
@@ -235,15 +383,78 @@ def _check(args: argparse.Namespace) -> int:
             f"  {user.name}: promotions ({', '.join(prefs.on)}; {prefs.digest}) from "
             f"{', '.join(ids) or 'no source'}"
         )
-        if prefs.operators is None and prefs.sources is None:
-            # Listed operators without a source are errors; the SIMs' ones are only noted.
-            covered = {profiles[i].source.operator for i in ids}
-            for operator in sorted({sim.operator for sim in user.sims} - covered):
-                print(
-                    f"  note: {user.name}: no promotion source watches {operator}; "
-                    "add one under sources: to hear of its promotions"
-                )
+        for note in _unwatched_notes(config, user, profiles):
+            print(f"  note: {note}")
     return 0
+
+
+def _unwatched_notes(config: Config, user: UserConfig, profiles: dict[str, Profile]) -> list[str]:
+    prefs = user.promotions
+    if prefs is None or prefs.operators is not None or prefs.sources is not None:
+        return []
+    # Listed operators without a source are errors; the SIMs' ones are only noted.
+    covered = {profiles[i].source.operator for i in config.promotion_sources(user)}
+    return [
+        f"{user.name}: no promotion source watches {operator}; "
+        "add one under sources: to hear of its promotions"
+        for operator in sorted({sim.operator for sim in user.sims} - covered)
+    ]
+
+
+def _check_json(path: Path) -> int:
+    """``check --json``: the same findings as one object; errors in it too (exit 2)."""
+    from watcher.config import load_config
+    from watcher.masking import mask_phone, mask_url
+
+    try:
+        config = load_config(path).config
+    except ConfigError as exc:
+        errors = [
+            {"file": issue.file, "path": issue.path, "problem": issue.message}
+            for issue in exc.issues
+        ]
+        _print_json({"config": str(path), "ok": False, "errors": errors})
+        return exc.exit_code
+    profiles = config.source_profiles()
+    users = []
+    for user in config.users:
+        prefs = user.promotions
+        users.append(
+            {
+                "name": user.name,
+                "sims": [
+                    {"id": sim.id, "operator": sim.operator, "number": mask_phone(sim.number)}
+                    for sim in user.sims
+                ],
+                "promotions": None
+                if prefs is None
+                else {
+                    "on": list(prefs.on),
+                    "digest": str(prefs.digest),
+                    "sources": config.promotion_sources(user),
+                },
+            }
+        )
+    _print_json(
+        {
+            "config": str(path),
+            "ok": True,
+            "errors": [],
+            "users": users,
+            "channels": {
+                name: [mask_url(url) for url in urls] for name, urls in config.channels.items()
+            },
+            "admin": list(config.admin),
+            "notes": [
+                note for user in config.users for note in _unwatched_notes(config, user, profiles)
+            ],
+        }
+    )
+    return 0
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -336,6 +547,17 @@ def _renew(args: argparse.Namespace) -> int:
                 source=str(app.loaded.path),
             )
     days = (renewal.new - renewal.today).days
+    if args.json:
+        _print_json(
+            {
+                "sim": renewal.sim_id,
+                "expires": renewal.new.isoformat(),
+                "previous_expiry": _iso(renewal.old),
+                "today": renewal.today.isoformat(),
+                "days_left": days,
+            }
+        )
+        return 0
     print(f"{renewal.sim_id}: renewed until {renewal.new} ({days} days from today)")
     return 0
 
@@ -349,6 +571,17 @@ def _balance(args: argparse.Namespace) -> int:
             check = record_balance(
                 session, args.sim_id, args.amount, app.clock.now(), source=str(app.loaded.path)
             )
+    if args.json:
+        _print_json(
+            {
+                "sim": check.sim_id,
+                "amount": str(check.amount),
+                "date": check.today.isoformat(),
+                "low": check.low,
+                "threshold": None if check.threshold is None else str(check.threshold),
+            }
+        )
+        return 0
     print(f"{check.sim_id}: balance {check.amount} recorded on {check.today}")
     if check.low:
         print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
@@ -531,12 +764,13 @@ def _promotions(args: argparse.Namespace) -> int:
     from watcher.promotions.store import as_promotion, list_promotions, promotion_history
 
     with _app(args, sends=False) as app:
+        operator = _operator_arg(args.operator, app.loaded) if args.operator else None
         zone = app.loaded.config.timezone
         today = app.clock.now().astimezone(zone).date()
         with app.database.session() as session:
             found = list_promotions(
                 session,
-                operator=args.operator.lower() if args.operator else None,
+                operator=operator,
                 active_only=args.active,
                 today=today,
             )
@@ -576,6 +810,17 @@ def _promotions(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     return 0
+
+
+def _operator_arg(text: str, loaded: LoadedConfig) -> str:
+    """``--operator``: a known operator's id, else a UsageError that lists them."""
+    from watcher.completion import known_operators
+
+    known = known_operators(loaded)
+    operator = text.strip().lower()
+    if operator not in known:
+        raise UsageError(f"no operator {text!r} (known: {', '.join(known) or 'none'})")
+    return operator
 
 
 def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -> list[Profile]:
@@ -720,7 +965,21 @@ def _notify_test(args: argparse.Namespace) -> int:
         raise UsageError(f"no channel {args.channel!r} in {loaded.path} (defined: {known})")
     language = loaded.config.users[0].language if loaded.config.users else "en"
     targets = [t for name in names for t in channels.targets(name)]
-    results = send_test(channels, targets, lambda target: render_test(language, target))
+    # The console:// channel prints the message itself: beside --json, on stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = send_test(channels, targets, lambda target: render_test(language, target))
+    if args.json:
+        rows = [
+            {
+                "target": target,
+                "url": channels.masked(target),
+                "ok": result.ok,
+                "error": result.error,
+            }
+            for target, result in results.items()
+        ]
+        _print_json(rows)
+        return 0 if all(row["ok"] for row in rows) else 1
     failed = 0
     for target, result in results.items():
         if result.ok:
@@ -743,7 +1002,10 @@ def _init(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     with _app(args, sends=False) as app:  # opening the app applies the migrations
-        print(f"database {app.database.display_url} is up to date")
+        if args.json:
+            _print_json({"database": app.database.display_url, "up_to_date": True})
+        else:
+            print(f"database {app.database.display_url} is up to date")
     return 0
 
 
@@ -753,12 +1015,41 @@ def _health(args: argparse.Namespace) -> int:
     with _app(args, sends=False) as app:
         with app.database.session() as session:
             at = last_beat(session, PLANNER)
-        if at is None:
-            print("unhealthy: the daemon has not planned yet")
-            return 1
-        age = app.clock.now() - at
-        if age > timedelta(seconds=args.max_age):
-            print(f"unhealthy: last planning pass {int(age.total_seconds())} s ago")
-            return 1
-        print(f"healthy: last planning pass {int(age.total_seconds())} s ago")
-        return 0
+        age = None if at is None else int((app.clock.now() - at).total_seconds())
+    healthy = age is not None and age <= args.max_age
+    if args.json:
+        _print_json(
+            {
+                "healthy": healthy,
+                "last_planning": None if at is None else at.astimezone(UTC).isoformat(),
+                "age_seconds": age,
+                "max_age_seconds": args.max_age,
+            }
+        )
+    elif age is None:
+        print("unhealthy: the daemon has not planned yet")
+    else:
+        print(f"{'healthy' if healthy else 'unhealthy'}: last planning pass {age} s ago")
+    return 0 if healthy else 1
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from watcher.completion import script
+
+    print(script(_parser(), args.shell), end="")
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    """The hidden ``_complete KIND [-- WORDS]``: ids for the completion scripts."""
+    from watcher.completion import config_from_words, ids
+    from watcher.config import load_config
+
+    path = config_from_words(args.words) or _config_path(args)
+    try:
+        loaded = load_config(path, check_channels=False)
+    except WatcherError:
+        return 0  # a half-written config completes nothing, and says nothing mid-line
+    for found in ids(loaded, args.kind):
+        print(found)
+    return 0
