@@ -254,6 +254,15 @@ def test_every_reporting_command_has_json() -> None:
         assert "--json" in options, name
 
 
+def test_the_readme_documents_the_json_of_every_command_that_has_it() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### JSON output", 1)[1].split("\n## ", 1)[0]
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if any("--json" in a.option_strings for a in sub._actions):
+            assert f"| `{name}" in section, name
+
+
 def test_check_json_lists_what_the_config_sets_up_with_secrets_masked(config: Path, capsys) -> None:
     assert main(["check", "--json", "-c", str(config)]) == 0
     report = json.loads(capsys.readouterr().out)
