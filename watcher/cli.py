@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watcher import __version__
-from watcher.completion import ID_KINDS, SHELLS, id_completer
+from watcher.completion import FILE, ID_KINDS, SHELLS, completes
 from watcher.errors import ConfigError, UsageError, WatcherError
 from watcher.pipes import closed_pipe_is_quiet
 
@@ -101,7 +101,7 @@ def _common_options() -> argparse.ArgumentParser:
     overwrite what was given before the command; main() reads them with getattr.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    config = common.add_argument(
         "-c",
         "--config",
         type=Path,
@@ -109,6 +109,7 @@ def _common_options() -> argparse.ArgumentParser:
         metavar="FILE",
         help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
     )
+    completes(config, FILE)
     common.add_argument(
         "-v",
         "--verbose",
@@ -175,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", _status, "show every SIM's dates and last message")
     json_option(status)
     renew = command("renew", _renew, "record a renewal (and a paid activity) today")
-    _complete_with(
+    completes(
         renew.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
     )
     period = renew.add_mutually_exclusive_group()
@@ -189,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     json_option(renew)
     balance = command("balance", _balance, "record a balance check")
-    _complete_with(
+    completes(
         balance.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
     )
     balance.add_argument(
@@ -200,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     json_option(balance)
     test = command("notify-test", _notify_test, "send a test message to each channel")
-    _complete_with(
+    completes(
         test.add_argument(
             "channel",
             nargs="?",
@@ -220,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     json_option(db)
     scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
-    _complete_with(
+    completes(
         scrape.add_argument(
             "source_ids",
             nargs="*",
@@ -231,10 +232,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     scrape.add_argument("--dry-run", action="store_true", help="store nothing")
     json_option(scrape)
-    scrape.add_argument(
-        "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
+    completes(
+        scrape.add_argument(
+            "--html-file",
+            type=Path,
+            metavar="PAGE",
+            help="test a source's selectors on a saved page",
+        ),
+        FILE,
     )
-    _complete_with(
+    completes(
         scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses"),
         "sources",
     )
@@ -257,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     sources = command("sources", _sources, "show each promotion source's health and schedule")
     json_option(sources)
     promotions = command("promotions", _promotions, "list known promotions, newest first")
-    _complete_with(
+    completes(
         promotions.add_argument("--operator", metavar="ID", help="only this operator's sources"),
         "operators",
     )
@@ -289,11 +296,6 @@ def _parser() -> argparse.ArgumentParser:
         help="the command line being completed; its -c FILE picks the config",
     )
     return parser
-
-
-def _complete_with(action: argparse.Action, kind: str) -> None:
-    """Tab-complete this argument with the ids ``watcher _complete KIND`` prints."""
-    action.complete = id_completer(kind)  # type: ignore[attr-defined]  # read by shtab
 
 
 def _date_arg(text: str) -> date:

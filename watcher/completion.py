@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 SHELLS = ("bash", "zsh", "fish")
 ID_KINDS = ("sims", "sources", "channels", "operators")
+FILE = "file"  # a path: completed by the shell itself
 
 # The word lists each shell hands over: the command itself first, as typed (so a
 # `.venv/bin/watcher` not on PATH still completes), then every word, -c FILE included.
@@ -65,12 +66,33 @@ def id_completer(kind: str) -> dict[str, object]:
     }
 
 
+def completes(action: argparse.Action, kind: str) -> argparse.Action:
+    """Mark an argument as completed with ``kind`` ids (or ``FILE``); returns it."""
+    if kind not in (*ID_KINDS, FILE):
+        raise ValueError(f"cannot complete {kind!r}; known: {', '.join((*ID_KINDS, FILE))}")
+    action.completes = kind  # type: ignore[attr-defined]
+    return action
+
+
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for ``shell``, for every public command and option."""
     import shtab
 
+    for action in _actions(parser):
+        kind = getattr(action, "completes", None)
+        if kind is not None:
+            action.complete = shtab.FILE if kind == FILE else id_completer(kind)  # type: ignore[attr-defined]
     text: str = shtab.complete(parser, shell=shell)
     return _once(text, shell)
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    found = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _actions(sub)
+    return found
 
 
 def _once(text: str, shell: str) -> str:
