@@ -15,6 +15,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import WriteConfig
 from watcher.cli import _parser, main
@@ -91,6 +93,49 @@ def test_config_and_log_flags_work_before_or_after_the_command(
     args = _parser().parse_args(argv)
     assert getattr(args, "config", None) == (Path(config) if config else None)
     assert getattr(args, "log_level", None) == level
+
+
+COMMAND_LINES = [
+    ["status"],
+    ["check", "--json"],
+    ["renew", "sim-1", "--for", "30d"],
+    ["balance", "sim-1", "1500"],
+    ["notify-test"],
+    ["scrape", "src-1", "--dry-run"],
+    ["health", "--max-age", "60"],
+    ["db", "upgrade"],
+]
+
+
+@given(
+    command=st.sampled_from(COMMAND_LINES),
+    config=st.sampled_from(["a.yaml", "dir/b.yaml", "--weird.yaml"]),
+    config_form=st.sampled_from(["-c", "--config", "--config="]),
+    config_after=st.booleans(),
+    level=st.sampled_from([None, "-v", "--verbose", "-q", "--quiet"]),
+    level_after=st.booleans(),
+)
+def test_any_placement_of_the_shared_flags_parses_the_same(
+    command: list[str],
+    config: str,
+    config_form: str,
+    config_after: bool,
+    level: str | None,
+    level_after: bool,
+) -> None:
+    config_flag = [f"--config={config}"] if config_form == "--config=" else [config_form, config]
+    if config.startswith("-") and config_form != "--config=":
+        config_flag = [f"--config={config}"]  # a value like an option needs the = form
+    before: list[str] = []
+    after: list[str] = []
+    (after if config_after else before).extend(config_flag)
+    if level is not None:
+        (after if level_after else before).append(level)
+    args = _parser().parse_args([*before, *command, *after])
+    assert args.config == Path(config)
+    expected = {None: None, "-v": "DEBUG", "--verbose": "DEBUG"}.get(level, "WARNING")
+    assert getattr(args, "log_level", None) == expected
+    assert args.command == command[0]
 
 
 def test_verbose_after_the_command_logs_debug_and_quiet_before_it_logs_no_info(
