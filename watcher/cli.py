@@ -62,12 +62,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _configure_logging(flag_level: str | None) -> None:
     """-v / -q, else $WATCHER_LOG_LEVEL, else INFO."""
     name = flag_level or os.environ.get("WATCHER_LOG_LEVEL", "").strip().upper() or "INFO"
-    if name not in LOG_LEVELS:
+    level = logging.getLevelNamesMapping().get(name, logging.NOTSET)  # WARN, CRITICAL too
+    if level == logging.NOTSET:
         raise UsageError(
             f"WATCHER_LOG_LEVEL={os.environ.get('WATCHER_LOG_LEVEL')!r} is not a log level; "
             f"use one of {', '.join(LOG_LEVELS)}"
         )
-    level = logging.getLevelNamesMapping()[name]
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
