@@ -470,3 +470,22 @@ def test_a_reader_that_stops_early_gets_no_traceback_and_the_usual_status(
     assert "Traceback" not in stderr
     assert "BrokenPipeError" not in stderr
     assert "Exception ignored" not in stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["completion", "bash"], ["status", "--help"]], ids=" ".join
+)
+def test_help_and_scripts_into_a_pipe_closed_at_once_end_quietly(argv: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first byte
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert stderr == ""

@@ -38,12 +38,18 @@ STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Help, a completion script and every command's output alike: a reader that stops
+    # early (`watcher ... | head -1`) ends the command quietly, with its usual status.
+    with closed_pipe_is_quiet():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         _configure_logging(getattr(args, "log_level", None))
-        with closed_pipe_is_quiet():
-            code: int = args.handler(args)
+        code: int = args.handler(args)
         return code
     except ConfigError as exc:
         for issue in exc.issues:

@@ -60,6 +60,6 @@ def closed_pipe_is_quiet() -> Iterator[None]:
     sys.stdout = cast(IO[str], wrapper)
     try:
         yield
-        wrapper.flush()
     finally:
+        wrapper.flush()  # here, not at exit: a SystemExit (from --help) comes through too
         sys.stdout = original
