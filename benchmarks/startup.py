@@ -1,7 +1,7 @@
 """Benchmark 7: how long ``watcher`` takes to start, against a bare ``python -c pass``.
 
 Each command runs in a fresh interpreter, as the console script runs it (``from
-watcher.cli import main``), on a small config with a SQLite database that is already
+watcher.cli import entry``), on a small config with a SQLite database that is already
 migrated and synced. Every figure is the median of several runs, interleaved with the
 bare interpreter's so that both see the same machine load; the ratio is the figure the
 issue sets targets on (``--help`` within 10x, ``check`` within 50x) and ``status`` and
@@ -23,7 +23,7 @@ TITLE = "Start-up time of the watcher command"
 ROOT = Path(__file__).resolve().parents[1]
 FULL_ROUNDS = 15
 QUICK_ROUNDS = 5
-ENTRY = "import sys; from watcher.cli import main; sys.exit(main())"
+ENTRY = "from watcher.cli import entry; entry()"  # what the console script runs
 
 CONFIG = """\
 database: sqlite:///{db}

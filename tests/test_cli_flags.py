@@ -24,7 +24,7 @@ from watcher.pipes import _Stdout
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = date.today()  # the CLI uses the real clock
-ENTRY = "import sys; from watcher.cli import main; sys.exit(main())"
+ENTRY = "from watcher.cli import entry; entry()"  # as the console script
 
 
 @pytest.fixture

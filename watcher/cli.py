@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -35,6 +36,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("watcher")
 
 STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
+
+
+def entry() -> None:
+    """The ``watcher`` console script (and ``python -m watcher``): main, then exit."""
+    code = main()
+    # The process ends here. Freezing the heap spares the interpreter its last
+    # collection over every object the imports made: 0.1 s of a `watcher health`.
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
