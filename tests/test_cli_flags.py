@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import WriteConfig
 from watcher.cli import _parser, main
+from watcher.completion import config_from_words
 from watcher.pipes import _Stdout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,6 +260,25 @@ def test_the_hidden_complete_command_prints_the_configs_ids(
     assert capsys.readouterr().out.split() == expected
     assert main(["_complete", kind, "-c", str(config)]) == 0
     assert capsys.readouterr().out.split() == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "config"),
+    [
+        (["watcher", "renew", "-c", "a.yaml", "x"], "a.yaml"),
+        (["watcher", "-ca.yaml", "renew"], "a.yaml"),
+        (["watcher", "--config", "a.yaml", "renew"], "a.yaml"),
+        (["watcher", "--config=a.yaml", "renew"], "a.yaml"),
+        (["watcher", "--config", "=", "a.yaml", "renew"], "a.yaml"),  # bash splits at =
+        (["watcher", "-c", "a.yaml", "status", "-c", "b.yaml"], "b.yaml"),  # the last wins
+        (["watcher", "renew", "x"], None),
+        (["watcher", "renew", "-c"], None),  # still being typed
+    ],
+)
+def test_the_config_is_read_from_the_command_line_being_completed(
+    words: list[str], config: str | None
+) -> None:
+    assert config_from_words(words) == (Path(config) if config else None)
 
 
 def test_completing_against_a_missing_config_prints_nothing(tmp_path: Path, capsys) -> None:

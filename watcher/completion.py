@@ -107,11 +107,17 @@ def _once(text: str, shell: str) -> str:
 
 
 def config_from_words(words: Sequence[str]) -> Path | None:
-    """The ``-c FILE`` / ``--config FILE`` / ``--config=FILE`` in a command line, if any."""
+    """The ``-c FILE`` / ``--config FILE`` / ``--config=FILE`` in a command line, if any.
+
+    Bash splits ``--config=FILE`` into three words at the ``=``; that form is read too.
+    """
     found: Path | None = None
     for i, word in enumerate(words):
         if word in ("-c", "--config") and i + 1 < len(words):
-            found = Path(words[i + 1])
+            value = words[i + 1]
+            if value == "=" and word == "--config" and i + 2 < len(words):
+                value = words[i + 2]
+            found = Path(value)
         elif word.startswith("--config="):
             found = Path(word.removeprefix("--config="))
         elif word.startswith("-c") and len(word) > 2 and not word.startswith("--"):
