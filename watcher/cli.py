@@ -350,8 +350,8 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _app(args: argparse.Namespace, *, sends: bool = True) -> App:
-    """The App for the config; ``sends=False`` for commands that only read, which need
-    not ask Apprise about every channel URL (``check`` and the daemon do)."""
+    """The App for the config; ``sends=False`` for commands that send nothing, which
+    need not ask Apprise about every channel URL (``check`` and the daemon do)."""
     from watcher.app import App
     from watcher.config import load_config
 
@@ -553,7 +553,7 @@ def _local(instant: datetime, zone: ZoneInfo) -> str:
 def _renew(args: argparse.Namespace) -> int:
     from watcher.reminders.records import record_renewal
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         app.sync()
         with app.database.session() as session:
             renewal = record_renewal(
@@ -583,7 +583,7 @@ def _renew(args: argparse.Namespace) -> int:
 def _balance(args: argparse.Namespace) -> int:
     from watcher.reminders.records import record_balance
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         app.sync()
         with app.database.session() as session:
             check = record_balance(
