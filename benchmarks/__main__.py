@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "extraction": "benchmarks.extraction",
     "scrape": "benchmarks.scrape_cycle",
     "rendering": "benchmarks.rendering",
+    "startup": "benchmarks.startup",
 }
 WORK_DIR = Path(__file__).resolve().parent / ".work"  # gitignored
 

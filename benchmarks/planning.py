@@ -23,7 +23,7 @@ The database (:func:`populate`), built with set-based SQL, not the ORM:
 
 Population runs in this process; the measurement runs in a fresh child process
 (``python -m benchmarks.planning measure ...``), so its peak RSS never sees the
-population. The child imports ``watcher.app`` first, so its baseline is the daemon's.
+population. The child imports the daemon's modules first, so its baseline is the daemon's.
 
 Each measured round runs the bare SELECT of the due rows (a range on the primary key),
 then a planning pass that commits (it inserts the outbox rows and deletes the due
@@ -331,7 +331,11 @@ def due_select(now: datetime) -> Select[datetime, str, str, date, str]:
 
 def measure(db_path: Path, now: datetime, rounds: int) -> Measurement:
     """Time the bare SELECT and committed planning passes, interleaved, on one database."""
-    import watcher.app  # noqa: F401  # the daemon's modules: the memory baseline is the daemon's
+    # The daemon's modules (App loads them lazily): the memory baseline is the daemon's.
+    import watcher.daemon
+    import watcher.delivery
+    import watcher.promotions.jobs
+    import watcher.sync  # noqa: F401
     from watcher.db.engine import Database
     from watcher.db.models import OutboxRow, ScheduleRow
     from watcher.reminders.planner import plan_due

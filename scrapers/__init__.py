@@ -6,8 +6,11 @@ drawn by scripts), extraction (:func:`extract`), the date/price parsers, the bui
 source profiles and change detection (:func:`observe`) are all usable on their own.
 """
 
-from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
-from scrapers._browser import Renderer, RenderSettings, find_chromium, render_unavailable
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from scrapers._build import title_key
 from scrapers._changes import (
     CHANGE_FIELDS,
@@ -32,16 +35,6 @@ from scrapers._errors import (
     ProfileError,
     ScraperError,
 )
-from scrapers._extract import Extraction, extract, extract_explained
-from scrapers._fetch import (
-    DEFAULT_USER_AGENT,
-    Fetcher,
-    FetchSettings,
-    address_refusal,
-    decode_text,
-    embedded_ipv4,
-    jittered,
-)
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
@@ -63,6 +56,44 @@ from scrapers._profiles import (
     profile_from_dict,
 )
 from scrapers._proxy import Dial, GuardProxy
+from scrapers._settings import (
+    DEFAULT_USER_AGENT,
+    FetchSettings,
+    RenderSettings,
+    find_chromium,
+    render_unavailable,
+)
+
+if TYPE_CHECKING:
+    from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
+    from scrapers._browser import Renderer
+    from scrapers._extract import Extraction, extract, extract_explained
+    from scrapers._fetch import Fetcher, address_refusal, decode_text, embedded_ipv4, jittered
+
+# The fetcher (httpx), the renderer and the extractors load on first use: checking a
+# config, or any command that scrapes nothing, must not pay for them.
+_LAZY = {
+    **dict.fromkeys(
+        ("Candidate", "Detection", "detect", "discover_feed", "looks_like_feed"), "scrapers._auto"
+    ),
+    **dict.fromkeys(("Extraction", "extract", "extract_explained"), "scrapers._extract"),
+    "Fetcher": "scrapers._fetch",
+    "address_refusal": "scrapers._fetch",
+    "embedded_ipv4": "scrapers._fetch",
+    "decode_text": "scrapers._fetch",
+    "jittered": "scrapers._fetch",
+    "Renderer": "scrapers._browser",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_PROFILES",

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import shutil
 import signal
@@ -51,7 +50,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -68,6 +66,7 @@ from scrapers._errors import (
 from scrapers._fetch import Fetcher, _first_refusal, _host_key, _parse_url, _where
 from scrapers._models import Page, Validators
 from scrapers._proxy import Dial, GuardProxy, open_tcp
+from scrapers._settings import RenderSettings, find_chromium, render_unavailable
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, CDPSession, Playwright, Route, WebSocketRoute
@@ -76,7 +75,6 @@ __all__ = ["RenderSettings", "Renderer", "find_chromium", "render_unavailable"]
 
 log = logging.getLogger(__name__)
 
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 # Playwright's names for what a promotion list never needs.
 _BLOCKED_TYPES = frozenset({"image", "font", "media", "stylesheet"})
 _CLOSE_GRACE = 5.0  # seconds a closing page (or browser) gets before its process is killed
@@ -100,75 +98,6 @@ _CHROMIUM_ARGS = (
     "--mute-audio",
     "--hide-scrollbars",
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class RenderSettings:
-    """How the renderer behaves; validated on construction.
-
-    ``timeout`` bounds one page end to end (seconds). After the page's ``load`` event
-    the renderer waits up to ``settle`` seconds for the network to go quiet (the list
-    is usually fetched by then) and then reads the DOM as it is. ``start_timeout``
-    bounds starting (or reaching) the browser, which is not any page's time: a cold
-    first start on a busy machine builds font caches. ``browser_url``, when set, is
-    used instead of launching ``executable_path``.
-    """
-
-    timeout: float = 30.0
-    settle: float = 5.0
-    start_timeout: float = 60.0
-    max_bytes: int = 5 * 1024 * 1024
-    max_pages: int = 2
-    executable_path: str | None = None
-    browser_url: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("timeout", "settle", "start_timeout"):
-            value = getattr(self, name)
-            positive = name != "settle"
-            if not _finite(value) or value < 0 or (positive and value == 0):
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be a finite number {bound}, not {value!r}")
-        for name in ("max_bytes", "max_pages"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
-        if self.browser_url is not None:
-            parts = urlsplit(self.browser_url)
-            if parts.scheme not in ("ws", "wss") or not parts.hostname:
-                raise ValueError("browser_url must be a ws:// or wss:// URL with a host")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def find_chromium(path: str | None = None) -> str | None:
-    """The Chromium executable to launch: ``path`` if given (and executable), else the
-    first of ``/usr/bin/chromium``, ``/usr/bin/chromium-browser``, ``chromium`` on PATH."""
-    candidates = [path] if path else [*CHROMIUM_PATHS, shutil.which("chromium")]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def render_unavailable(settings: RenderSettings | None = None) -> str | None:
-    """Why pages cannot be rendered with these settings, or None if they can.
-
-    Checks what can be checked without starting anything: Playwright is importable,
-    and a Chromium executable exists unless a ``browser_url`` is used instead.
-    """
-    import importlib.util
-
-    settings = settings or RenderSettings()
-    if importlib.util.find_spec("playwright") is None:
-        return "Playwright is not installed"
-    if settings.browser_url is None and find_chromium(settings.executable_path) is None:
-        if settings.executable_path:
-            return f"no Chromium executable at {settings.executable_path}"
-        return f"no Chromium executable found ({', '.join(CHROMIUM_PATHS)}, or on PATH)"
-    return None
 
 
 class _Guard:

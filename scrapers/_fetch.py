@@ -54,7 +54,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
-from importlib import metadata
 from types import TracebackType
 from typing import Self
 from urllib.parse import urljoin, urlsplit
@@ -71,6 +70,7 @@ from scrapers._errors import (
     FetchTooLarge,
 )
 from scrapers._models import Page, Validators
+from scrapers._settings import DEFAULT_USER_AGENT, FetchSettings
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -84,15 +84,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-def _version() -> str:
-    try:
-        return metadata.version("sim-watcher")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0"
-
-
-DEFAULT_USER_AGENT = f"SIMWatcher/{_version()} (self-hosted promotion watcher)"
 
 _ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,"
@@ -159,69 +150,6 @@ _LABEL_ALIASES = {
 _NOT_PAGE_CODECS = frozenset(
     {"undefined", "idna", "punycode", "unicode_escape", "raw_unicode_escape", "utf-7"}
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchSettings:
-    """How the fetcher behaves; validated on construction.
-
-    Times are seconds. ``retries`` counts extra attempts after the first; they are
-    made for connection failures, 5xx and 429, waiting ``backoff * 2**n`` or what
-    ``Retry-After`` asks. No single wait exceeds ``max_wait``: a longer Retry-After
-    means "not this run" and the fetch fails at once; a longer robots.txt
-    ``Crawl-delay`` is capped. ``proxy`` and ``trust_env`` (the standard
-    ``HTTP(S)_PROXY``/``NO_PROXY`` variables) only apply to a client the fetcher
-    creates itself.
-    """
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    total_timeout: float = 120.0  # one attempt, end to end: stops trickling servers
-    user_agent: str = DEFAULT_USER_AGENT
-    max_redirects: int = 5
-    max_bytes: int = 5 * 1024 * 1024
-    retries: int = 3
-    backoff: float = 1.0
-    max_wait: float = 60.0
-    min_gap: float = 2.0
-    respect_robots: bool = True
-    robots_ttl: float = 24 * 3600.0  # RFC 9309: a cached copy for at most a day
-    proxy: str | None = None
-    trust_env: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout", "total_timeout"):
-            _check_number(name, getattr(self, name), positive=True)
-        for name in ("backoff", "max_wait", "min_gap", "robots_ttl"):
-            _check_number(name, getattr(self, name), positive=False)
-        for name, minimum in (("max_redirects", 0), ("max_bytes", 1), ("retries", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
-        ua = self.user_agent
-        if not ua.strip() or not ua.isascii() or not ua.isprintable():
-            raise ValueError(f"user_agent must be printable ASCII on one line, not {ua!r}")
-        if self.proxy is not None:
-            parts = urlsplit(self.proxy)
-            if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-                raise ValueError("proxy must be an http://, https:// or socks5:// URL with a host")
-
-    @property
-    def robots_token(self) -> str:
-        """The product token robots.txt groups are matched against (``SIMWatcher``)."""
-        return self.user_agent.split("/", 1)[0].split()[0]
-
-
-def _check_number(name: str, value: object, *, positive: bool) -> None:
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    )
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, not {value!r}")
 
 
 def jittered(every: timedelta, rng: random.Random, spread: float = 0.1) -> timedelta:

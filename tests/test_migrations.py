@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 
 from tests.conftest import AliceConfig, Plan, Sync
 from watcher.db import Base, Database, ScheduleRow, open_database
-from watcher.db.engine import MIGRATIONS
+from watcher.db.engine import MIGRATIONS, _head_revision
 from watcher.errors import DatabaseError
 from watcher.reminders.slots import current_slots
 
@@ -119,6 +119,27 @@ def test_a_database_from_a_newer_version_is_a_clean_error(db_url: str) -> None:
             connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
         with pytest.raises(DatabaseError, match="newer version of SIM Watcher"):
             database.migrate()
+    finally:
+        database.close()
+
+
+def test_the_head_read_from_the_files_is_alembics_head() -> None:
+    # Every command checks the database against it without importing Alembic.
+    assert _head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_an_older_database_is_upgraded_although_the_quick_check_is_skipped(db_url: str) -> None:
+    open_database(db_url).close()
+    database = Database(db_url)
+    try:
+        alembic = alembic_config()
+        with database.engine.begin() as connection:
+            alembic.attributes["connection"] = connection
+            command.downgrade(alembic, "0004")
+        database.engine.dispose()
+        assert database._revision() == "0004"
+        database.migrate()
+        assert database._revision() == _head_revision()
     finally:
         database.close()
 

@@ -1,3 +1,3 @@
-from watcher.cli import main
+from watcher.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -15,35 +15,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scrapers import Fetcher, FetchSettings, Profile, Renderer
-from watcher import outbox
-from watcher.catalogue import Catalogue
-from watcher.channels import Channels
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig, digest_of, load_config, parse_config, read_config_file
-from watcher.db.engine import (
-    Database,
-    open_database,
-    open_database_readonly,
-    resolve_database_url,
-)
-from watcher.delivery import Deliverer, DeliveryReport
 from watcher.errors import ConfigError
-from watcher.heartbeat import PLANNER, REPLICA_PREFIX, beat
-from watcher.messages import Message
-from watcher.promotions.alerts import Audience, audience_of, flush
-from watcher.promotions.jobs import (
-    ScrapeResult,
-    due_sources,
-    fetch_all,
-    store_results,
-    stored_validators,
-)
-from watcher.reminders.planner import plan_due
-from watcher.sync import SyncReport, record_loaded, sync_config
 
 if TYPE_CHECKING:
+    from scrapers import FetchSettings, Profile
+    from watcher.catalogue import Catalogue
+    from watcher.channels import Channels
+    from watcher.db.engine import Database
+    from watcher.delivery import Deliverer, DeliveryReport
+    from watcher.promotions.alerts import Audience
+    from watcher.promotions.jobs import ScrapeResult
     from watcher.service import Metrics
+    from watcher.sync import SyncReport
+
+# Delivery, scraping, planning and the database load when first used: a CLI command
+# builds an App too, and `watcher status` must not wait for Apprise or httpx (issue 11).
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +61,9 @@ class App:
         self._rng = random.Random()
         self._seen_mtime: int | None = None  # of the last version read, good or bad
         self._reported_bad: str | None = None  # digest of the last bad version reported
-        # This daemon among the replicas on one database: its heartbeat row's name.
-        self.replica = f"{REPLICA_PREFIX}{secrets.token_hex(6)}"
+        # This daemon among the replicas on one database: its heartbeat row's name
+        # (watcher.heartbeat.REPLICA_PREFIX and a random id).
+        self.replica = f"replica:{secrets.token_hex(6)}"
 
     @classmethod
     def from_path(
@@ -96,6 +85,8 @@ class App:
 
     @functools.cached_property
     def database(self) -> Database:
+        from watcher.db.engine import open_database, resolve_database_url
+
         config = self.loaded.config
         return open_database(
             resolve_database_url(config.database, self.loaded.path.parent, self.env)
@@ -104,6 +95,8 @@ class App:
     @functools.cached_property
     def reader(self) -> Database:
         """The same database opened for reading only: not migrated, never written."""
+        from watcher.db.engine import open_database_readonly, resolve_database_url
+
         config = self.loaded.config
         return open_database_readonly(
             resolve_database_url(config.database, self.loaded.path.parent, self.env)
@@ -111,6 +104,8 @@ class App:
 
     @functools.cached_property
     def deliverer(self) -> Deliverer:
+        from watcher.delivery import Deliverer
+
         return Deliverer(
             self.database,
             self.loaded,
@@ -133,6 +128,8 @@ class App:
     def sync(self, *, by_daemon: bool = False) -> SyncReport:
         """Bring the database in line with the config; ``by_daemon`` also records that
         the daemon now runs on this version of the file (``watcher status`` compares)."""
+        from watcher.sync import record_loaded, sync_config
+
         with self.database.session() as session:
             report = sync_config(session, self.loaded, self.clock.now())
             if by_daemon:
@@ -140,6 +137,9 @@ class App:
             return report
 
     def plan(self) -> int:
+        from watcher.heartbeat import PLANNER, beat
+        from watcher.reminders.planner import plan_due
+
         now = self.clock.now()
         with self.metrics.planning.time(), self.database.session() as session:
             written = plan_due(session, now)
@@ -149,6 +149,8 @@ class App:
 
     def audience(self) -> Audience:
         """Who hears of promotion changes and source trouble, per the current config."""
+        from watcher.promotions.alerts import audience_of
+
         return audience_of(self.loaded)
 
     def scrape(
@@ -167,6 +169,9 @@ class App:
         ``dry_run`` fetches without conditional headers and stores nothing: the
         database is not touched. ``on_done`` is called with each result as it comes.
         """
+        from scrapers import Fetcher, Renderer
+        from watcher.promotions.jobs import due_sources, fetch_all, store_results, stored_validators
+
         if profiles is None:
             watched = self.loaded.config.watched_sources()
             # Also marks the sources no longer watched inactive.
@@ -208,6 +213,8 @@ class App:
 
     def flush_promotions(self) -> int:
         """Queue the promotion alerts and digests that are due; return messages queued."""
+        from watcher.promotions.alerts import flush
+
         audience = self.audience()
         if not audience.subscriptions:
             return 0
@@ -227,6 +234,10 @@ class App:
         them before anything is swapped, so a bad edit leaves all of the old ones in
         force. Each bad version of the file is logged and reported to the admin once.
         """
+        from watcher import outbox
+        from watcher.messages import Message
+        from watcher.sync import record_loaded, sync_config
+
         path = self.loaded.path
         try:
             data, mtime = read_config_file(path)

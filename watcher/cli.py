@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import DBAPIError
-
-from scrapers import Page, Profile, Validators
 from watcher import __version__
-from watcher.app import App
-from watcher.channels import send_test
 from watcher.clock import zoned_text
-from watcher.config import load_config, parse_config
-from watcher.db.faults import database_error_line, is_database_fault
-from watcher.durations import Duration
+from watcher.completion import FILE, ID_KINDS, SHELLS, completes
 from watcher.errors import ConfigError, UsageError, WatcherError
-from watcher.masking import guard_logs, mask_phone, mask_url
-from watcher.messages import render_test
-from watcher.promotions.jobs import ScrapeResult
-from watcher.reminders.records import record_balance, record_renewal
+from watcher.pipes import closed_pipe_is_quiet
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from scrapers import Profile
+    from watcher.app import App
+    from watcher.config import Config, LoadedConfig, UserConfig
+    from watcher.durations import Duration
+    from watcher.promotions.jobs import ScrapeResult
+
+# Each command imports what it needs when it runs: `watcher --help` and the container's
+# `watcher health` must not pay for Apprise, the scrapers or the daemon (issue 11).
 
 if TYPE_CHECKING:
     from watcher.reminders.status import SimStatus
@@ -40,11 +43,28 @@ log = logging.getLogger("watcher")
 STARTER_CONFIG = Path(__file__).with_name("starter.yaml")
 
 
+def entry() -> None:
+    """The ``watcher`` console script (and ``python -m watcher``): main, then exit."""
+    code = main()
+    # The process ends here. Freezing the heap spares the interpreter its last
+    # collection over every object the imports made: 0.1 s of a `watcher health`.
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Help, a completion script and every command's output alike: a reader that stops
+    # early (`watcher ... | head -1`) ends the command quietly, with its usual status.
+    with closed_pipe_is_quiet():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.log_format)
     try:
+        log_format = getattr(args, "log_format", None) or os.environ.get("WATCHER_LOG_FORMAT")
+        _configure_logging(getattr(args, "log_level", None), log_format or "text")
         code: int = args.handler(args)
         return code
     except ConfigError as exc:
@@ -54,20 +74,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except DBAPIError as exc:  # the database failed under a command: one line, no SQL
-        if not is_database_fault(exc):
+    except Exception as exc:  # the database failed under a command: one line, no SQL
+        line = _database_fault_line(exc)
+        if line is None:
             raise
-        print(f"error: {database_error_line(exc)}", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-def _configure_logging(verbose: int, log_format: str = "text") -> None:
-    from watcher.logs import formatter
+def _database_fault_line(exc: BaseException) -> str | None:
+    """One line for a database fault (unreachable, read-only, full), None for the rest."""
+    if "sqlalchemy" not in sys.modules:
+        return None  # the command never touched a database
+    from sqlalchemy.exc import DBAPIError
 
-    level_name = os.environ.get("WATCHER_LOG_LEVEL", "").upper()
-    level = logging.DEBUG if verbose else getattr(logging, level_name, logging.INFO)
+    from watcher.db.faults import database_error_line, is_database_fault
+
+    if isinstance(exc, DBAPIError) and is_database_fault(exc):
+        return database_error_line(exc)
+    return None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _configure_logging(flag_level: str | None, log_format: str = "text") -> None:
+    """-v / -q, else $WATCHER_LOG_LEVEL, else INFO; text or JSON lines (--log-format)."""
+    from watcher.logs import formatter
+    from watcher.masking import guard_logs
+
+    name = flag_level or os.environ.get("WATCHER_LOG_LEVEL", "").strip().upper() or "INFO"
+    level = logging.getLevelNamesMapping().get(name, logging.NOTSET)  # WARN, CRITICAL too
+    if level == logging.NOTSET:
+        raise UsageError(
+            f"WATCHER_LOG_LEVEL={os.environ.get('WATCHER_LOG_LEVEL')!r} is not a log level; "
+            f"use one of {', '.join(LOG_LEVELS)}"
+        )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level, handlers=[handler])
@@ -77,35 +121,101 @@ def _configure_logging(verbose: int, log_format: str = "text") -> None:
         # that runs its jobs every few seconds and logs its own one line per send.
         # httpx and httpcore log each request's whole URL, query (?apikey=...) included.
         for noisy in ("apscheduler", "alembic", "apprise", "httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="watcher", description="Reminders and promotion alerts for prepaid SIM cards."
+EPILOG = """\
+-c, -v and -q may come before or after the command.
+
+environment:
+  WATCHER_CONFIG        config file when -c is not given (else ./watcher.yaml)
+  WATCHER_LOG_LEVEL     DEBUG, INFO (the default), WARNING or ERROR;
+                        -v and -q override it
+  WATCHER_LOG_FORMAT    text (the default) or json: one JSON object per line
+  WATCHER_DATABASE_URL  database URL; wins over the config's database:
+
+`watcher COMMAND --help` describes a command;
+`watcher completion bash|zsh|fish` prints a tab completion script.
+"""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """-c, -v and -q, accepted before the command and after it.
+
+    Their defaults are SUPPRESS so that the command's copy, when not given, does not
+    overwrite what was given before the command; main() reads them with getattr.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    config = common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
-    parser.add_argument(
+    completes(config, FILE)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="DEBUG",
+        default=argparse.SUPPRESS,
+        help="log debug detail (overrides $WATCHER_LOG_LEVEL)",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="WARNING",
+        default=argparse.SUPPRESS,
+        help="log only warnings and errors (overrides $WATCHER_LOG_LEVEL)",
+    )
+    common.add_argument(
         "--log-format",
         choices=["text", "json"],
-        default=os.environ.get("WATCHER_LOG_FORMAT", "text"),
+        default=argparse.SUPPRESS,
         help="log lines as text or as one JSON object per line (default: $WATCHER_LOG_FORMAT,"
         " else text)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return common
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            default=None,
-            help="config file (default: $WATCHER_CONFIG, else ./watcher.yaml)",
-        )
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="watcher",
+        description="Reminders and promotion alerts for prepaid SIM cards.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of:"
+    )
+
+    def command(name: str, handler: Any, help_text: str | None) -> argparse.ArgumentParser:
+        if help_text is None:  # hidden: left out of the list and of completion
+            sub = commands.add_parser(name, parents=[common])
+        else:
+            sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
+
+    def json_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            help="print JSON instead (a stable shape: see the README's JSON output)",
+        )
 
     run = command("run", _run, "run the daemon")
     run.add_argument(
@@ -117,14 +227,17 @@ def _parser() -> argparse.ArgumentParser:
         "--http",
         metavar="HOST:PORT",
         type=_listen_arg,
-        help="serve /healthz and /metrics there (off by default; e.g. 127.0.0.1:9100)",
+        help="serve /healthz, /metrics and /calendar there (off by default; e.g. 127.0.0.1:9100)",
     )
-    command("check", _check, "validate the config file and show what it sets up")
+    check = command("check", _check, "validate the config file and show what it sets up")
+    json_option(check)
     status = command("status", _status, "show every SIM's dates and last message")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(status)
     status.add_argument("--wide", action="store_true", help="more columns")
     renew = command("renew", _renew, "record a renewal (and a paid activity) today")
-    renew.add_argument("sim_id", metavar="SIM_ID")
+    completes(
+        renew.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
+    )
     period = renew.add_mutually_exclusive_group()
     period.add_argument("--until", type=_date_arg, metavar="DATE", help="new expiry date")
     period.add_argument(
@@ -134,24 +247,64 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PERIOD",
         help="period to add, e.g. 30d, 4w, 1mo",
     )
+    json_option(renew)
     balance = command("balance", _balance, "record a balance check")
-    balance.add_argument("sim_id", metavar="SIM_ID")
-    balance.add_argument("amount", type=_amount_arg, metavar="AMOUNT")
+    completes(
+        balance.add_argument("sim_id", metavar="SIM_ID", help="the SIM's id in the config"), "sims"
+    )
+    balance.add_argument(
+        "amount",
+        type=_amount_arg,
+        metavar="AMOUNT",
+        help="the balance in tenge, e.g. 1500 or 1500.50",
+    )
+    json_option(balance)
     test = command("notify-test", _notify_test, "send a test message to each channel")
-    test.add_argument("channel", nargs="?", metavar="CHANNEL")
+    completes(
+        test.add_argument(
+            "channel",
+            nargs="?",
+            metavar="CHANNEL",
+            help="only this channel (a name under channels:); default: every channel",
+        ),
+        "channels",
+    )
+    json_option(test)
     init = command("init", _init, "write a starter config file")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     command("schema", _schema, "print the config file's JSON Schema (for editors)")
     db = command("db", _db, "database maintenance")
-    db.add_argument("action", choices=["upgrade"])
-    scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
-    scrape.add_argument("source_ids", nargs="*", metavar="SOURCE_ID", help="default: all")
-    scrape.add_argument("--dry-run", action="store_true", help="store nothing")
-    scrape.add_argument("--json", action="store_true", help="machine-readable output")
-    scrape.add_argument(
-        "--html-file", type=Path, metavar="PAGE", help="test a source's selectors on a saved page"
+    db.add_argument(
+        "action",
+        choices=["upgrade"],
+        help="upgrade: apply the migrations (every command also does on start)",
     )
-    scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses")
+    json_option(db)
+    scrape = command("scrape", _scrape, "fetch promotion sources now and show what they list")
+    completes(
+        scrape.add_argument(
+            "source_ids",
+            nargs="*",
+            metavar="SOURCE_ID",
+            help="sources to fetch (ids under sources:); default: all",
+        ),
+        "sources",
+    )
+    scrape.add_argument("--dry-run", action="store_true", help="store nothing")
+    json_option(scrape)
+    completes(
+        scrape.add_argument(
+            "--html-file",
+            type=Path,
+            metavar="PAGE",
+            help="test a source's selectors on a saved page",
+        ),
+        FILE,
+    )
+    completes(
+        scrape.add_argument("--source", metavar="ID", help="whose selectors --html-file uses"),
+        "sources",
+    )
     scrape.add_argument(
         "--explain",
         action="store_true",
@@ -169,7 +322,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --url: browser renders the page in headless Chromium first",
     )
     sources = command("sources", _sources, "show each promotion source's health and schedule")
-    sources.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(sources)
     sources.add_argument("--wide", action="store_true", help="more columns")
     sources.add_argument(
         "action",
@@ -177,11 +330,19 @@ def _parser() -> argparse.ArgumentParser:
         choices=["accept"],
         help="accept SOURCE_ID: take a held source's ballooned page as its new normal",
     )
-    sources.add_argument("source_id", nargs="?", metavar="SOURCE_ID")
+    completes(
+        sources.add_argument(
+            "source_id", nargs="?", metavar="SOURCE_ID", help="the held source to accept"
+        ),
+        "sources",
+    )
     promotions = command("promotions", _promotions, "list known promotions, newest first")
-    promotions.add_argument("--operator", metavar="ID", help="only this operator's sources")
+    completes(
+        promotions.add_argument("--operator", metavar="ID", help="only this operator's sources"),
+        "operators",
+    )
     promotions.add_argument("--active", action="store_true", help="only those not ended")
-    promotions.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(promotions)
     promotions.add_argument("--wide", action="store_true", help="more columns")
     command("export", _export, "write everything recorded to stdout as JSON (for backups)")
     load = command("import", _import, "load an export into a new, empty database")
@@ -196,7 +357,30 @@ def _parser() -> argparse.ArgumentParser:
         help="print the feed's address with its token instead (BASE: what --http serves)",
     )
     health = command("health", _health, "exit 0 if the daemon planned recently")
-    health.add_argument("--max-age", type=int, default=180, metavar="SECONDS")
+    health.add_argument(
+        "--max-age",
+        type=int,
+        default=180,
+        metavar="SECONDS",
+        help="how recent the last planning pass must be (default: %(default)s)",
+    )
+    json_option(health)
+    completion = command(
+        "completion", _completion, "print a shell's tab completion script for watcher"
+    )
+    completion.add_argument(
+        "shell",
+        choices=SHELLS,
+        help="bash: source it from ~/.bashrc; zsh: put it in $fpath as _watcher; "
+        "fish: save it as ~/.config/fish/completions/watcher.fish",
+    )
+    ids = command("_complete", _complete, None)
+    ids.add_argument("kind", choices=ID_KINDS, help="which ids to print, one a line")
+    ids.add_argument(
+        "words",
+        nargs="*",
+        help="the command line being completed; its -c FILE picks the config",
+    )
     return parser
 
 
@@ -217,6 +401,8 @@ def _date_arg(text: str) -> date:
 
 
 def _duration_arg(text: str) -> Duration:
+    from watcher.durations import Duration
+
     try:
         return Duration.parse(text).whole_days()
     except ValueError as exc:
@@ -237,13 +423,18 @@ def _amount_arg(text: str) -> Decimal:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    if args.config is not None:
+    if getattr(args, "config", None) is not None:
         return Path(args.config)
     return Path(os.environ.get("WATCHER_CONFIG") or "watcher.yaml")
 
 
-def _app(args: argparse.Namespace) -> App:
-    return App.from_path(_config_path(args))
+def _app(args: argparse.Namespace, *, sends: bool = True) -> App:
+    """The App for the config; ``sends=False`` for commands that send nothing, which
+    need not ask Apprise about every channel URL (``check`` and the daemon do)."""
+    from watcher.app import App
+    from watcher.config import load_config
+
+    return App(load_config(_config_path(args), check_channels=sends))
 
 
 # --- commands ----------------------------------------------------------------------
@@ -260,7 +451,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from watcher.config import load_config
+    from watcher.masking import mask_phone, mask_url
+
     path = _config_path(args)
+    if args.json:
+        return _check_json(path)
     config = load_config(path).config
     sims = config.sims()
     print(
@@ -284,15 +480,78 @@ def _check(args: argparse.Namespace) -> int:
             f"  {user.name}: promotions ({', '.join(prefs.on)}; {prefs.digest}) from "
             f"{', '.join(ids) or 'no source'}"
         )
-        if prefs.operators is None and prefs.sources is None:
-            # Listed operators without a source are errors; the SIMs' ones are only noted.
-            covered = {profiles[i].source.operator for i in ids}
-            for operator in sorted({sim.operator for sim in user.sims} - covered):
-                print(
-                    f"  note: {user.name}: no promotion source watches {operator}; "
-                    "add one under sources: to hear of its promotions"
-                )
+        for note in _unwatched_notes(config, user, profiles):
+            print(f"  note: {note}")
     return 0
+
+
+def _unwatched_notes(config: Config, user: UserConfig, profiles: dict[str, Profile]) -> list[str]:
+    prefs = user.promotions
+    if prefs is None or prefs.operators is not None or prefs.sources is not None:
+        return []
+    # Listed operators without a source are errors; the SIMs' ones are only noted.
+    covered = {profiles[i].source.operator for i in config.promotion_sources(user)}
+    return [
+        f"{user.name}: no promotion source watches {operator}; "
+        "add one under sources: to hear of its promotions"
+        for operator in sorted({sim.operator for sim in user.sims} - covered)
+    ]
+
+
+def _check_json(path: Path) -> int:
+    """``check --json``: the same findings as one object; errors in it too (exit 2)."""
+    from watcher.config import load_config
+    from watcher.masking import mask_phone, mask_url
+
+    try:
+        config = load_config(path).config
+    except ConfigError as exc:
+        errors = [
+            {"file": issue.file, "path": issue.path, "problem": issue.message}
+            for issue in exc.issues
+        ]
+        _print_json({"config": str(path), "ok": False, "errors": errors})
+        return exc.exit_code
+    profiles = config.source_profiles()
+    users = []
+    for user in config.users:
+        prefs = user.promotions
+        users.append(
+            {
+                "name": user.name,
+                "sims": [
+                    {"id": sim.id, "operator": sim.operator, "number": mask_phone(sim.number)}
+                    for sim in user.sims
+                ],
+                "promotions": None
+                if prefs is None
+                else {
+                    "on": list(prefs.on),
+                    "digest": str(prefs.digest),
+                    "sources": config.promotion_sources(user),
+                },
+            }
+        )
+    _print_json(
+        {
+            "config": str(path),
+            "ok": True,
+            "errors": [],
+            "users": users,
+            "channels": {
+                name: [mask_url(url) for url in urls] for name, urls in config.channels.items()
+            },
+            "admin": list(config.admin),
+            "notes": [
+                note for user in config.users for note in _unwatched_notes(config, user, profiles)
+            ],
+        }
+    )
+    return 0
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -304,7 +563,7 @@ def _status(args: argparse.Namespace) -> int:
     from watcher.reminders.status import sim_statuses
     from watcher.sync import last_loaded
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         try:
             with app.reader.session() as session:
                 statuses = sim_statuses(session, app.clock.now())
@@ -380,6 +639,8 @@ def _days(days_left: int) -> str:
 
 
 def _status_rows(app: App, statuses: Sequence[SimStatus]) -> list[dict[str, Any]]:
+    from watcher.masking import mask_phone
+
     return [
         {
             "user": status.user,
@@ -421,7 +682,9 @@ def _shown(iso: str | None) -> str | None:
 
 
 def _renew(args: argparse.Namespace) -> int:
-    with _app(args) as app:
+    from watcher.reminders.records import record_renewal
+
+    with _app(args, sends=False) as app:
         app.sync()
         with app.database.session() as session:
             renewal = record_renewal(
@@ -433,17 +696,41 @@ def _renew(args: argparse.Namespace) -> int:
                 source=str(app.loaded.path),
             )
     days = (renewal.new - renewal.today).days
+    if args.json:
+        _print_json(
+            {
+                "sim": renewal.sim_id,
+                "expires": renewal.new.isoformat(),
+                "previous_expiry": _iso(renewal.old),
+                "today": renewal.today.isoformat(),
+                "days_left": days,
+            }
+        )
+        return 0
     print(f"{renewal.sim_id}: renewed until {renewal.new} ({days} days from today)")
     return 0
 
 
 def _balance(args: argparse.Namespace) -> int:
-    with _app(args) as app:
+    from watcher.reminders.records import record_balance
+
+    with _app(args, sends=False) as app:
         app.sync()
         with app.database.session() as session:
             check = record_balance(
                 session, args.sim_id, args.amount, app.clock.now(), source=str(app.loaded.path)
             )
+    if args.json:
+        _print_json(
+            {
+                "sim": check.sim_id,
+                "amount": str(check.amount),
+                "date": check.today.isoformat(),
+                "low": check.low,
+                "threshold": None if check.threshold is None else str(check.threshold),
+            }
+        )
+        return 0
     print(f"{check.sim_id}: balance {check.amount} recorded on {check.today}")
     if check.alerted:
         print(f"warning: below your low_balance threshold {check.threshold}; an alert is queued")
@@ -456,8 +743,8 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _scrape(args: argparse.Namespace) -> int:
-    from scrapers import ScraperError, decode_text
-    from watcher.promotions.jobs import extract_page
+    from scrapers import Page, ScraperError, Validators, decode_text
+    from watcher.promotions.jobs import ScrapeResult, extract_page
 
     if args.url is not None:
         return _preview_url(args)
@@ -502,6 +789,8 @@ def _preview_url(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from scrapers import Profile, Source
+    from watcher.app import App
+    from watcher.config import load_config, parse_config
 
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -562,7 +851,7 @@ def _sources(args: argparse.Namespace) -> int:
         return _accept_held(args)
     if args.source_id is not None:
         raise UsageError("a SOURCE_ID goes with an action: watcher sources accept SOURCE_ID")
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         config = app.loaded.config
         zone = config.timezone
         watched = config.watched_sources()
@@ -667,13 +956,14 @@ def _every_text(seconds: float) -> str:
 def _promotions(args: argparse.Namespace) -> int:
     from watcher.promotions.store import as_promotion, list_promotions, promotion_history
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
+        operator = _operator_arg(args.operator, app.loaded) if args.operator else None
         zone = app.loaded.config.timezone
         today = app.clock.now().astimezone(zone).date()
         with app.database.session() as session:
             found = list_promotions(
                 session,
-                operator=args.operator.lower() if args.operator else None,
+                operator=operator,
                 active_only=args.active,
                 today=today,
             )
@@ -727,6 +1017,17 @@ def _promotions(args: argparse.Namespace) -> int:
         )
     print_table("Promotions", columns, table, wide=args.wide)
     return 0
+
+
+def _operator_arg(text: str, loaded: LoadedConfig) -> str:
+    """``--operator``: a known operator's id, else a UsageError that lists them."""
+    from watcher.completion import known_operators
+
+    known = known_operators(loaded)
+    operator = text.strip().lower()
+    if operator not in known:
+        raise UsageError(f"no operator {text!r} (known: {', '.join(known) or 'none'})")
+    return operator
 
 
 def _pick_profiles(profiles: dict[str, Profile], ids: list[str], source: Path) -> list[Profile]:
@@ -875,6 +1176,10 @@ def _detection_json(result: ScrapeResult) -> dict[str, Any]:
 
 
 def _notify_test(args: argparse.Namespace) -> int:
+    from watcher.channels import send_test
+    from watcher.config import load_config
+    from watcher.messages import render_test
+
     loaded = load_config(_config_path(args))
     channels = loaded.channels
     names = [args.channel] if args.channel else list(loaded.config.channels)
@@ -887,9 +1192,23 @@ def _notify_test(args: argparse.Namespace) -> int:
         for name in names
         for target in channels.targets(name)
     }
-    results = send_test(
-        channels, list(languages), lambda target: render_test(languages[target], target)
-    )
+    # The console:// channel prints the message itself: beside --json, on stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = send_test(
+            channels, list(languages), lambda target: render_test(languages[target], target)
+        )
+    if args.json:
+        rows = [
+            {
+                "target": target,
+                "url": channels.masked(target),
+                "ok": result.ok,
+                "error": result.error,
+            }
+            for target, result in results.items()
+        ]
+        _print_json(rows)
+        return 0 if all(row["ok"] for row in rows) else 1
     failed = 0
     for target, result in results.items():
         if result.ok:
@@ -926,15 +1245,18 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    with _app(args) as app:  # opening the app applies the migrations
-        print(f"database {app.database.display_url} is up to date")
+    with _app(args, sends=False) as app:  # opening the app applies the migrations
+        if args.json:
+            _print_json({"database": app.database.display_url, "up_to_date": True})
+        else:
+            print(f"database {app.database.display_url} is up to date")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from watcher.transfer import export_state
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         counts = export_state(app.database, sys.stdout)
     print(f"exported {sum(counts.values())} rows from {app.database.display_url}", file=sys.stderr)
     return 0
@@ -947,7 +1269,7 @@ def _import(args: argparse.Namespace) -> int:
         source = args.file.open(encoding="utf-8")
     except OSError as exc:
         raise TransferError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    with _app(args) as app, source:
+    with _app(args, sends=False) as app, source:
         counts = import_state(app.database, source, name=str(args.file))
         app.sync()  # the config file in force wins over the imported copy of it
     summary = ", ".join(f"{count} {table}" for table, count in counts.items() if count)
@@ -960,7 +1282,7 @@ def _calendar(args: argparse.Namespace) -> int:
 
     from watcher.calendar import calendar_for, calendar_token
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         names = [user.name for user in app.loaded.config.users]
         if args.user is None and len(names) != 1:
             raise WatcherError(f"several users: pass --user NAME ({', '.join(names)})")
@@ -982,15 +1304,44 @@ def _calendar(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from watcher.heartbeat import PLANNER, last_beat
 
-    with _app(args) as app:
+    with _app(args, sends=False) as app:
         with app.database.session() as session:
             at = last_beat(session, PLANNER)
-        if at is None:
-            print("unhealthy: the daemon has not planned yet")
-            return 1
-        age = app.clock.now() - at
-        if age > timedelta(seconds=args.max_age):
-            print(f"unhealthy: last planning pass {int(age.total_seconds())} s ago")
-            return 1
-        print(f"healthy: last planning pass {int(age.total_seconds())} s ago")
-        return 0
+        age = None if at is None else int((app.clock.now() - at).total_seconds())
+    healthy = age is not None and age <= args.max_age
+    if args.json:
+        _print_json(
+            {
+                "healthy": healthy,
+                "last_planning": None if at is None else at.astimezone(UTC).isoformat(),
+                "age_seconds": age,
+                "max_age_seconds": args.max_age,
+            }
+        )
+    elif age is None:
+        print("unhealthy: the daemon has not planned yet")
+    else:
+        print(f"{'healthy' if healthy else 'unhealthy'}: last planning pass {age} s ago")
+    return 0 if healthy else 1
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from watcher.completion import script
+
+    print(script(_parser(), args.shell), end="")
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    """The hidden ``_complete KIND [-- WORDS]``: ids for the completion scripts."""
+    from watcher.completion import config_from_words, ids
+    from watcher.config import load_config
+
+    path = config_from_words(args.words) or _config_path(args)
+    try:
+        loaded = load_config(path, check_channels=False)
+    except WatcherError:
+        return 0  # a half-written config completes nothing, and says nothing mid-line
+    for found in ids(loaded, args.kind):
+        print(found)
+    return 0

@@ -27,6 +27,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -333,17 +334,22 @@ class Config(StrictModel):
 
     @field_validator("channels")
     @classmethod
-    def _channel_urls(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        import apprise
-
+    def _channel_urls(
+        cls, value: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        # Asking Apprise loads every one of its plugins (a quarter of a second): only
+        # when the caller wants the URLs checked (see parse_config).
+        check = (info.context or {}).get("channels", True)
         for name, urls in value.items():
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"channel name {name!r}: use letters, digits, '-', '_' or '.'")
             if not urls:
                 raise ValueError(f"channel {name!r} has no URL")
             for url in urls:
-                if url.strip() == CONSOLE_URL:
+                if url.strip() == CONSOLE_URL or not check:
                     continue
+                import apprise
+
                 if not apprise.Apprise.instantiate(url, suppress_exceptions=True):
                     raise ValueError(
                         f"channel {name!r}: {mask_url(url)} is not a notification URL "
@@ -478,15 +484,25 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: Path | str, env: Mapping[str, str] | None = None, *, check_channels: bool = True
+) -> LoadedConfig:
     """Read, substitute and validate a config file; raise ConfigError listing every issue."""
     data, mtime_ns = read_config_file(path)
-    loaded = parse_config(data, str(path), os.environ if env is None else env)
+    env = os.environ if env is None else env
+    loaded = parse_config(data, str(path), env, check_channels=check_channels)
     return replace(loaded, mtime_ns=mtime_ns)
 
 
-def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> LoadedConfig:
-    """Validate config text, with its catalogue and channels; ``file`` names it in errors."""
+def parse_config(
+    data: bytes | str, file: str, env: Mapping[str, str], *, check_channels: bool = True
+) -> LoadedConfig:
+    """Validate config text, with its catalogue and channels; ``file`` names it in errors.
+
+    ``check_channels=False`` skips asking Apprise whether it understands each channel
+    URL (it loads every plugin to answer): for commands that send nothing, such as
+    ``status`` and ``health``, which the container runs every minute.
+    """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
@@ -516,7 +532,7 @@ def parse_config(data: bytes | str, file: str, env: Mapping[str, str]) -> Loaded
     issues = [ConfigIssue(file, path, problem) for path, problem in _cross_references(raw)]
     config: Config | None = None
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"channels": check_channels})
     except ValidationError as exc:
         issues = issues_from(exc, file) + issues
     except RecursionError:

@@ -1,0 +1,99 @@
+"""Benchmark 7: how long ``watcher`` takes to start, against a bare ``python -c pass``.
+
+Each command runs in a fresh interpreter, as the console script runs it (``from
+watcher.cli import entry``), on a small config with a SQLite database that is already
+migrated and synced. Every figure is the median of several runs, interleaved with the
+bare interpreter's so that both see the same machine load; the ratio is the figure the
+issue sets targets on (``--help`` within 10x, ``check`` within 50x) and ``status`` and
+``health`` have an absolute one (under half a second).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks._common import Options, Result, median, ms
+
+NAME = "startup"
+TITLE = "Start-up time of the watcher command"
+ROOT = Path(__file__).resolve().parents[1]
+FULL_ROUNDS = 15
+QUICK_ROUNDS = 5
+ENTRY = "from watcher.cli import entry; entry()"  # what the console script runs
+
+CONFIG = """\
+database: sqlite:///{db}
+channels:
+  hook: "json://127.0.0.1:1/hook"
+users:
+  - name: alice
+    notify: [hook]
+    sims:
+      - id: alice-kcell
+        operator: kcell
+        number: "+77011234567"
+        expires: 2030-01-01
+        balance_check_every: 30d
+      - id: alice-tele2
+        operator: tele2
+        number: "+77071234567"
+        expires: 2030-02-01
+"""
+
+# (label, argv, ratio target or None, seconds target or None)
+COMMANDS: list[tuple[str, list[str], float | None, float | None]] = [
+    ("watcher --help", ["--help"], 10, None),
+    ("watcher check", ["check"], 50, None),
+    ("watcher status", ["status"], None, 0.5),
+    ("watcher health", ["health", "--max-age", "100000000"], None, 0.5),
+]
+
+
+def _time(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - started
+
+
+def run(options: Options) -> Result:
+    rounds = QUICK_ROUNDS if options.quick else FULL_ROUNDS
+    work = options.work_dir
+    config = work / "watcher.yaml"
+    config.write_text(CONFIG.format(db=work / "watcher.db"), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WATCHER_CONFIG": str(config)}
+    env.pop("WATCHER_DATABASE_URL", None)
+    python = sys.executable
+    watcher = [python, "-c", ENTRY]
+    # Untimed: migrate and sync, and warm the file cache and the .pyc files.
+    for argv in (["db", "upgrade"], ["status"], ["health"], ["--help"], ["check"]):
+        subprocess.run([*watcher, *argv], env=env, cwd=work, capture_output=True, check=False)
+    options.log(f"{rounds} rounds of python -c pass and {len(COMMANDS)} commands")
+
+    bare: list[float] = []
+    times: dict[str, list[float]] = {label: [] for label, *_ in COMMANDS}
+    for _ in range(rounds):
+        bare.append(_time([python, "-c", "pass"], env, work))
+        for label, argv, _ratio, _limit in COMMANDS:
+            times[label].append(_time([*watcher, *argv], env, work))
+
+    result = Result(NAME, TITLE)
+    base = median(bare)
+    result.add("python -c pass", ms(base))
+    for label, _argv, ratio, limit in COMMANDS:
+        took = median(times[label])
+        value = f"{ms(took)} ({took / base:.1f}x)"
+        if ratio is not None:
+            result.add(f"  {label}", value, f"<= {ratio:g}x", took / base <= ratio)
+        elif limit is not None:
+            result.add(f"  {label}", value, f"< {ms(limit)}", took < limit)
+    result.notes.append(
+        f"medians of {rounds} runs, interleaved; python -c pass runs: "
+        + ", ".join(ms(t) for t in bare)
+    )
+    for label, *_ in COMMANDS:
+        result.notes.append(f"{label} runs: " + ", ".join(ms(t) for t in times[label]))
+    return result
