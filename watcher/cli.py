@@ -950,6 +950,8 @@ def _accept_held(args: argparse.Namespace) -> int:
 
 
 def _every_text(seconds: float) -> str:
+    from watcher.durations import Duration
+
     return str(Duration.of_minutes(int(seconds // 60)))
 
 
