@@ -111,6 +111,8 @@ def test_status_and_health_on_a_current_database_load_no_migration_or_scraping_m
     small_config: Path, command: str
 ) -> None:
     assert main(["db", "upgrade", "-c", str(small_config)]) == 0
+    # status shows what a daemon loaded: a recorded renewal syncs the SIM in.
+    assert main(["renew", "alice-kcell", "--until", "2030-02-01", "-c", str(small_config)]) == 0
     loaded, out = modules_after(command, "-c", str(small_config))
     assert "alice" in out or "healthy" in out, out
     # Nothing is sent, so Apprise is not asked about the channel URLs either.
