@@ -19,6 +19,7 @@ from watcher.catalogue import Catalogue
 from watcher.channels import Channels
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig, digest_of, load_config, parse_config, read_config_file
+from watcher.config_diagnostics import log_warnings
 from watcher.db.engine import Database, open_database, resolve_database_url
 from watcher.delivery import Deliverer, DeliveryReport
 from watcher.errors import ConfigError
@@ -203,8 +204,8 @@ class App:
             loaded = parse_config(data, str(path), self.env)
         except ConfigError as exc:
             self._seen_mtime, self._reported_bad = mtime, digest
-            for issue in exc.issues:
-                log.error("config changed but is invalid, keeping the previous one: %s", issue)
+            for line in exc.lines():
+                log.error("config changed but is invalid, keeping the previous one: %s", line)
             outbox.report_to_admin(
                 self.database,
                 self.admin_targets(),
@@ -221,6 +222,7 @@ class App:
             self.deliverer.loaded = loaded
         self._seen_mtime, self._reported_bad = mtime, None
         log.info("config reloaded from %s", path)
+        log_warnings(loaded.config, str(path))
         return True
 
     def __enter__(self) -> App:

@@ -40,8 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
     except WatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -200,6 +200,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from watcher.config_diagnostics import config_warnings
+
     path = _config_path(args)
     config = load_config(path).config
     sims = config.sims()
@@ -232,6 +234,8 @@ def _check(args: argparse.Namespace) -> int:
                     f"  note: {user.name}: no promotion source watches {operator}; "
                     "add one under sources: to hear of its promotions"
                 )
+    for warning in config_warnings(config, str(path)):  # settings that do nothing
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

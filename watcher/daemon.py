@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher import outbox
 from watcher.app import App
+from watcher.config_diagnostics import log_warnings
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Daemon:
             len(config.watched_sources()),
             app.database.display_url,
         )
+        log_warnings(config, str(app.loaded.path))
 
     def reload(self) -> bool:
         """Take up the config file if it changed and is valid; True if it did."""

@@ -1,0 +1,138 @@
+"""What ``watcher check`` says about a config beyond "valid or not".
+
+- :class:`Redactor` turns error text back into the file's own words: a value that came
+  from ``${VAR}`` is shown as written (``tgram://${TG_TOKEN}/1``), an environment
+  value anywhere else as ``${VAR}``, and a phone number masked. Every issue of a
+  config that had variables substituted passes through it before anyone sees it.
+- :func:`suggest` offers "did you mean `expires`?" for a misspelt key.
+- :func:`config_warnings` lists settings that are valid but do nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from watcher.errors import ConfigIssue
+from watcher.masking import mask_phone
+
+if TYPE_CHECKING:
+    from watcher.config import Config
+
+__all__ = ["Redactor", "config_warnings", "log_warnings", "suggest", "under"]
+
+log = logging.getLogger("watcher.config")
+
+# 10 to 15 digits, optionally after "+" and with a space, dash or bracket or two
+# between them: a phone number however it is written. Dates (8 digits) never match.
+_PHONE = re.compile(r"(?<![\d+])\+?\(?\d(?:[\s()\-]{0,2}\d){9,14}(?!\d)")
+_SHORTEST_SECRET = 4  # shorter environment values are not hidden: "1" is in every number
+
+
+class Redactor:
+    """Remembers what ``${VAR}`` substitution put into a config, to take it out of errors."""
+
+    def __init__(self) -> None:
+        self._written: dict[str, str] = {}  # substituted text -> the text as written
+        self._values: dict[str, str] = {}  # an environment value -> "${NAME}"
+
+    def record(self, written: str, substituted: str, used: dict[str, str]) -> None:
+        """``written`` (with its ``${VAR}``s) became ``substituted``, using ``used`` values."""
+        if substituted != written:
+            self._written[substituted] = written
+        for name, value in used.items():
+            self._values.setdefault(value, f"${{{name}}}")
+
+    def clean(self, text: str) -> str:
+        """``text`` with no substituted value in it, and every phone number masked."""
+        for substituted in sorted(self._written, key=len, reverse=True):
+            if len(substituted) < _SHORTEST_SECRET:
+                continue
+            written = self._written[substituted]
+            for form, shown in (
+                (substituted, written),
+                (repr(substituted)[1:-1], repr(written)[1:-1]),
+                (json.dumps(substituted)[1:-1], json.dumps(written)[1:-1]),
+            ):
+                text = text.replace(form, shown)
+        text = _PHONE.sub(lambda m: mask_phone(m.group()), text)
+        for value in sorted(self._values, key=len, reverse=True):
+            if len(value.strip()) < _SHORTEST_SECRET:
+                continue
+            name = self._values[value].replace("\\", "\\\\")  # a template, not a pattern
+            for form in {value, value.strip(), repr(value)[1:-1], json.dumps(value)[1:-1]}:
+                # Case-insensitive: validators lowercase some values before quoting them.
+                text = re.sub(re.escape(form), name, text, flags=re.IGNORECASE)
+        return text
+
+    def issue(self, issue: ConfigIssue) -> ConfigIssue:
+        return ConfigIssue(issue.file, self.clean(issue.path), self.clean(issue.message))
+
+
+def under(path: str, other: str) -> bool:
+    """True if ``path`` is ``other`` or inside it (``users[0].notify[1]`` is in ``users[0]``)."""
+    return path == other or path.startswith((f"{other}.", f"{other}["))
+
+
+def suggest(key: object, names: Iterable[str]) -> str | None:
+    """The known name ``key`` was most likely meant to be, if one is close enough."""
+    if not isinstance(key, str) or len(key) > 64:
+        return None
+    close = difflib.get_close_matches(key.lower(), list(names), n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+# --- settings that do nothing ------------------------------------------------------
+
+
+def config_warnings(config: Config, file: str) -> list[ConfigIssue]:
+    """Settings that are valid but have no effect; the config still loads with them."""
+    found: list[ConfigIssue] = []
+
+    def warn(path: str, message: str) -> None:
+        found.append(ConfigIssue(file, path, message))
+
+    if not config.users:
+        warn("users", "no users: nobody will be reminded of anything")
+    for u, user in enumerate(config.users):
+        for s, sim in enumerate(user.sims):
+            where = f"users[{u}].sims[{s}]"
+            if sim.idle_limit is not None and sim.last_paid_activity is None:
+                warn(
+                    f"{where}.idle_limit",
+                    "does nothing without last_paid_activity (or a renewal recorded "
+                    "with `watcher renew`)",
+                )
+            if sim.expires is not None and not sim.remind_before and not sim.remind_after:
+                warn(
+                    f"{where}.expires",
+                    "remind_before and remind_after are both empty: no expiry reminder is sent",
+                )
+            if (
+                sim.expires is None
+                and sim.balance_check_every is None
+                and sim.low_balance is None
+                and (sim.idle_limit is None or sim.last_paid_activity is None)
+            ):
+                warn(
+                    where,
+                    "nothing to remind of: set expires, balance_check_every, low_balance "
+                    "or idle_limit with last_paid_activity",
+                )
+        if user.promotions is not None and not config.promotion_sources(user):
+            warn(
+                f"users[{u}].promotions",
+                "no promotion source serves this subscription: no promotion will be sent; "
+                "list operators or sources that have one, or add one under sources:",
+            )
+    return found
+
+
+def log_warnings(config: Config, file: str) -> None:
+    """Log each warning of a config the daemon has just taken up."""
+    for warning in config_warnings(config, file):
+        log.warning("config: %s", warning)
