@@ -159,6 +159,17 @@ BASE: dict[str, object] = {
         "me": "console://",
     },
     "admin": ["me"],
+    "scraping": {"proxy": "http://bob:${MAIL_PW}@127.0.0.1:3128"},
+    "sources": [
+        {
+            "id": "my-shop",
+            "operator": "kcell",
+            "url": "https://shop.example.com/offers?apikey=${TG_TOKEN}",
+            "items": ".card",
+            "fields": {"title": "h2", "link": "a@href"},
+            "every": "6h",
+        }
+    ],
     "users": [
         {
             "name": "alice",
@@ -194,8 +205,11 @@ SECRET_VALUES = [
     "+7 701 123 45 67",
     "77011234567",
     "prefix-${TG_TOKEN}-suffix",
+    "https://${TG_TOKEN}.example.com/",
+    "http://bob:${MAIL_PW}@127.0.0.1:3128",
+    "${PHONE}@example.com",
 ]
-KEYS = ["remind_at", "expires", "id", "name", "number", "language", "timezone", "notify", "x"]
+KEYS = ["remind_at", "expires", "id", "name", "number", "language", "timezone", "notify", "url"]
 
 
 def _paths(node: object, prefix: tuple[object, ...] = ()) -> Iterator[tuple[object, ...]]:
@@ -247,7 +261,7 @@ def damaged_configs(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damaged_configs())
 def test_no_error_ever_shows_a_secret_or_a_full_phone_number(text: str) -> None:
     try:

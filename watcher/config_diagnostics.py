@@ -70,7 +70,51 @@ class Redactor:
         return text
 
     def issue(self, issue: ConfigIssue) -> ConfigIssue:
-        return ConfigIssue(issue.file, self.clean(issue.path), self.clean(issue.message))
+        message = self.clean(_without_dumps(issue.message))
+        return ConfigIssue(issue.file, self.clean(issue.path), message)
+
+
+def _without_dumps(text: str) -> str:
+    """Each Python-printed mapping or list in ``text`` replaced by its kind.
+
+    A block indented one level too far arrives as another setting's value, and a
+    message quoting that value would print the whole block (a ``channels:`` section
+    with its tokens): whatever the message, it says "a mapping" instead.
+    """
+    start = _DUMP.search(text)
+    while start is not None:
+        end = _closing(text, start.start())
+        if end is None:
+            break
+        kind = "a mapping" if text[start.start()] == "{" else "a list"
+        text = text[: start.start()] + kind + text[end + 1 :]
+        start = _DUMP.search(text, start.start() + len(kind))
+    return text
+
+
+_DUMP = re.compile(r"[{\[](?=['\"{\[])")
+
+
+def _closing(text: str, opening: int) -> int | None:
+    """Where the bracket at ``opening`` closes, skipping quoted text; None if it never does."""
+    depth, quote, index = 0, "", opening
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return None
 
 
 def under(path: str, other: str) -> bool:
