@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -519,3 +520,18 @@ def test_a_reload_logs_the_new_configs_warnings(
         app.close()
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("users[0].sims[0].idle_limit: does nothing" in line for line in logged), logged
+
+
+def test_many_variables_and_many_problems_are_cleaned_quickly() -> None:
+    env = {f"V{i}": f"secret-value-{i:05d}-xyz" for i in range(1000)}
+    names = ", ".join(f"'${{V{i}}}'" for i in range(1000))
+    text = f"admin: [{names}]\n" + "\n".join(f"k{i}: 1" for i in range(50_000))
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml", env)
+    assert time.perf_counter() - started < 15  # under a second here; the machine is shared
+    assert len(caught.value.issues) == 51_000
+    assert str(caught.value.issues[-1]) == (
+        "cfg.yaml: admin[999]: unknown channel '${V999}' (no channels are defined)"
+    )
+    assert "secret-value" not in "\n".join(map(str, caught.value.issues))

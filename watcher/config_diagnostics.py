@@ -39,6 +39,9 @@ class Redactor:
     def __init__(self) -> None:
         self._written: dict[str, str] = {}  # substituted text -> the text as written
         self._values: dict[str, str] = {}  # an environment value -> "${NAME}"
+        self._folded: dict[str, str] = {}  # each form of a value, case-folded -> "${NAME}"
+        self._patterns: tuple[re.Pattern[str] | None, dict[str, str], re.Pattern[str] | None]
+        self._patterns, self._stale = (None, {}, None), False
 
     def record(self, written: str, substituted: str, used: dict[str, str]) -> None:
         """``written`` (with its ``${VAR}``s) became ``substituted``, using ``used`` values."""
@@ -46,32 +49,62 @@ class Redactor:
             self._written[substituted] = written
         for name, value in used.items():
             self._values.setdefault(value, f"${{{name}}}")
+        self._stale = True
 
     def clean(self, text: str) -> str:
-        """``text`` with no substituted value in it, and every phone number masked."""
-        for substituted in sorted(self._written, key=len, reverse=True):
-            if len(substituted) < _SHORTEST_SECRET:
-                continue
-            written = self._written[substituted]
-            for form, shown in (
-                (substituted, written),
-                (repr(substituted)[1:-1], repr(written)[1:-1]),
-                (json.dumps(substituted)[1:-1], json.dumps(written)[1:-1]),
-            ):
-                text = text.replace(form, shown)
+        """``text`` with no substituted value in it, and every phone number masked.
+
+        A substituted value is shown as written; then any environment value left (a
+        validator may have lowercased or cut it) as ``${NAME}``, ignoring case. Each
+        value is found as it is, and as quoted by ``repr`` and by JSON.
+        """
+        written, shown, values = self._compiled()
+        if written is not None:
+            text = written.sub(lambda m: shown[m.group()], text)
         text = _PHONE.sub(lambda m: mask_phone(m.group()), text)
-        for value in sorted(self._values, key=len, reverse=True):
-            if len(value.strip()) < _SHORTEST_SECRET:
-                continue
-            name = self._values[value].replace("\\", "\\\\")  # a template, not a pattern
-            for form in {value, value.strip(), repr(value)[1:-1], json.dumps(value)[1:-1]}:
-                # Case-insensitive: validators lowercase some values before quoting them.
-                text = re.sub(re.escape(form), name, text, flags=re.IGNORECASE)
+        if values is not None:
+            text = values.sub(lambda m: self._name_of(m.group()), text)
         return text
+
+    def _compiled(
+        self,
+    ) -> tuple[re.Pattern[str] | None, dict[str, str], re.Pattern[str] | None]:
+        # One alternation per kind, longest first: a file of 100,000 issues and many
+        # variables is cleaned in one pass per issue.
+        if self._stale:
+            self._stale = False
+            shown: dict[str, str] = {}
+            for substituted, written in self._written.items():
+                if len(substituted) < _SHORTEST_SECRET:
+                    continue
+                for form, as_written in (
+                    (substituted, written),
+                    (repr(substituted)[1:-1], repr(written)[1:-1]),
+                    (json.dumps(substituted)[1:-1], json.dumps(written)[1:-1]),
+                ):
+                    shown.setdefault(form, as_written)
+            self._folded = {
+                form.casefold(): name
+                for value, name in self._values.items()
+                if len(value.strip()) >= _SHORTEST_SECRET
+                for form in (value, value.strip(), repr(value)[1:-1], json.dumps(value)[1:-1])
+            }
+            self._patterns = (_alternation(shown, 0), shown, _alternation(self._folded, re.I))
+        return self._patterns
+
+    def _name_of(self, found: str) -> str:
+        return self._folded.get(found.casefold(), "${...}")
 
     def issue(self, issue: ConfigIssue) -> ConfigIssue:
         message = self.clean(_without_dumps(issue.message))
         return ConfigIssue(issue.file, self.clean(issue.path), message)
+
+
+def _alternation(forms: dict[str, str], flags: int) -> re.Pattern[str] | None:
+    if not forms:
+        return None
+    ordered = sorted(forms, key=len, reverse=True)
+    return re.compile("|".join(re.escape(form) for form in ordered), flags)
 
 
 def _without_dumps(text: str) -> str:
