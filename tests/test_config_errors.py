@@ -535,3 +535,42 @@ def test_many_variables_and_many_problems_are_cleaned_quickly() -> None:
         "cfg.yaml: admin[999]: unknown channel '${V999}' (no channels are defined)"
     )
     assert "secret-value" not in "\n".join(map(str, caught.value.issues))
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("got '+77011234567'", "got '+7 701 *** ** 67'"),
+        ("got '+7 (701) 123-45-67'", "got '+7 701 *** ** 67'"),
+        ("got '87011234567'", "got '870 *** ** 67'"),
+        ("got 7011234567", "got 701 *** ** 67"),
+        # What is not a phone number stays as it is.
+        ("2026-12-01 moved by 1m is out of range", "2026-12-01 moved by 1m is out of range"),
+        ("expected HH:MM, got '25:00'", "expected HH:MM, got '25:00'"),
+        ("at most 64 characters", "at most 64 characters"),
+        ("line 1234, column 56", "line 1234, column 56"),
+        ("a 5000-digit number: " + "9" * 40, "a 5000-digit number: " + "9" * 40),
+    ],
+)
+def test_phone_numbers_are_masked_in_any_issue_and_nothing_else_is(text: str, shown: str) -> None:
+    from watcher.config_diagnostics import Redactor
+
+    assert Redactor().clean(text) == shown
+
+
+def test_the_admin_message_lists_thirty_problems_and_a_count(
+    write_config: WriteConfig, db_url: str
+) -> None:
+    env = {"WATCHER_DATABASE_URL": db_url}
+    good = "channels: {ops: 'json://127.0.0.1:9/ops'}\nadmin: [ops]\nusers: []\n"
+    app = App(load_config(write_config(good), env), clock=FixedClock(NOW), env=env)
+    try:
+        write_config(good + "\n".join(f"key{i}: 1" for i in range(100)))
+        assert app.reload_if_changed() is False
+        with app.database.session() as session:
+            body = session.scalars(select(OutboxRow.body).where(OutboxRow.kind == "admin")).one()
+    finally:
+        app.close()
+    assert body is not None
+    assert body.count("unknown setting") == 30
+    assert body.endswith("... and 70 more problems")
