@@ -397,6 +397,15 @@ def test_a_misspelt_key_gets_a_did_you_mean(
     assert where in err
 
 
+def test_a_misspelt_operator_override_key_is_reported_once(write_config: WriteConfig) -> None:
+    path = write_config("operators:\n  kcell:\n    renw: x\nusers: []\n")
+    code, _, err = check(path)
+    assert code == 2
+    assert err.splitlines() == [
+        f"error: {path}: operators.kcell.renw: unknown setting; did you mean `renew`?"
+    ]
+
+
 def test_a_key_like_nothing_known_gets_no_guess(write_config: WriteConfig) -> None:
     path = write_config("channels: {me: 'console://'}\nzzzzzz: 1\n")
     code, _, err = check(path)
