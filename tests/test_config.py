@@ -180,7 +180,7 @@ def test_environment_default_is_used_when_unset() -> None:
         (
             "expires: 2026-12-01",
             "expirs: 2026-12-01",
-            "cfg.yaml: users[0].sims[0].expirs: unknown setting (check the spelling)",
+            "cfg.yaml: users[0].sims[0].expirs: unknown setting; did you mean `expires`?",
         ),
         (
             'number: "+77071234567"',
@@ -201,7 +201,7 @@ def test_environment_default_is_used_when_unset() -> None:
         (
             "    sims:\n      - id: bob-tele2",
             "    sim:\n      - id: bob-tele2",
-            "cfg.yaml: users[1].sim: unknown setting (check the spelling)",
+            "cfg.yaml: users[1].sim: unknown setting; did you mean `sims`?",
         ),
         (
             'url: "https://shop.example.com/offers"',

@@ -319,3 +319,19 @@ def _status(port: int) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def test_an_unknown_log_format_is_a_one_line_error(write_config: WriteConfig) -> None:
+    path = write_config(CONFIG.format(hook="json://127.0.0.1:9/x"))
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WATCHER_LOG_FORMAT": "xml"},
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: WATCHER_LOG_FORMAT='xml' is not a log format; use one of text, json\n"
+    )

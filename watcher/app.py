@@ -254,8 +254,8 @@ class App:
         except ConfigError as exc:
             self._seen_mtime, self._reported_bad = mtime, digest
             self.metrics.reloads.labels(result="rejected").inc()
-            for issue in exc.issues:
-                log.error("config changed but is invalid, keeping the previous one: %s", issue)
+            for line in exc.lines():
+                log.error("config changed but is invalid, keeping the previous one: %s", line)
             outbox.report_to_admin(
                 self.database,
                 self.admin_targets(),
@@ -274,6 +274,9 @@ class App:
         self._seen_mtime, self._reported_bad = mtime, None
         self.metrics.reloads.labels(result="accepted").inc()
         log.info("config reloaded from %s", path)
+        from watcher.config_diagnostics import log_warnings
+
+        log_warnings(loaded.config, str(path))
         return True
 
     def __enter__(self) -> App:

@@ -291,7 +291,7 @@ def read_operators_file(path: Path) -> dict[str, OperatorEntry]:
     try:
         entries = _CatalogueFile.model_validate(raw).operators
     except ValidationError as exc:
-        raise ConfigError(issues_from(exc, file)) from None
+        raise ConfigError(issues_from(exc, file, model=_CatalogueFile)) from None
 
     issues = _id_issues(entries, file)
     for operator_id, entry in entries.items():
@@ -312,7 +312,7 @@ def parse_overrides(raw: object, *, source: str = "config") -> dict[str, Operato
     try:
         entries = _CatalogueFile.model_validate({"operators": raw}).operators
     except ValidationError as exc:
-        raise ConfigError(issues_from(exc, source)) from None
+        raise ConfigError(issues_from(exc, source, model=_CatalogueFile)) from None
     issues = _id_issues(entries, source)
     if issues:
         raise ConfigError(issues)

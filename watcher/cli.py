@@ -68,17 +68,17 @@ def _main(argv: Sequence[str] | None) -> int:
         code: int = args.handler(args)
         return code
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
     except WatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # the database failed under a command: one line, no SQL
-        line = _database_fault_line(exc)
-        if line is None:
+        fault = _database_fault_line(exc)
+        if fault is None:
             raise
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {fault}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -102,8 +102,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def _configure_logging(flag_level: str | None, log_format: str = "text") -> None:
     """-v / -q, else $WATCHER_LOG_LEVEL, else INFO; text or JSON lines (--log-format)."""
-    from watcher.logs import formatter
+    from watcher.logs import FORMATS, formatter
     from watcher.masking import guard_logs
+
+    if log_format not in FORMATS:
+        raise UsageError(
+            f"WATCHER_LOG_FORMAT={log_format!r} is not a log format; use one of "
+            f"{', '.join(FORMATS)}"
+        )
 
     name = flag_level or os.environ.get("WATCHER_LOG_LEVEL", "").strip().upper() or "INFO"
     level = logging.getLevelNamesMapping().get(name, logging.NOTSET)  # WARN, CRITICAL too
@@ -452,6 +458,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from watcher.config import load_config
+    from watcher.config_diagnostics import config_warnings
     from watcher.masking import mask_phone, mask_url
 
     path = _config_path(args)
@@ -482,6 +489,8 @@ def _check(args: argparse.Namespace) -> int:
         )
         for note in _unwatched_notes(config, user, profiles):
             print(f"  note: {note}")
+    for warning in config_warnings(config, str(path)):  # settings that do nothing
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -501,6 +510,7 @@ def _unwatched_notes(config: Config, user: UserConfig, profiles: dict[str, Profi
 def _check_json(path: Path) -> int:
     """``check --json``: the same findings as one object; errors in it too (exit 2)."""
     from watcher.config import load_config
+    from watcher.config_diagnostics import config_warnings
     from watcher.masking import mask_phone, mask_url
 
     try:
@@ -544,6 +554,10 @@ def _check_json(path: Path) -> int:
             "admin": list(config.admin),
             "notes": [
                 note for user in config.users for note in _unwatched_notes(config, user, profiles)
+            ],
+            "warnings": [
+                {"file": warning.file, "path": warning.path, "problem": warning.message}
+                for warning in config_warnings(config, str(path))
             ],
         }
     )

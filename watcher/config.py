@@ -44,6 +44,7 @@ from scrapers import (
 )
 from watcher.catalogue import Catalogue, OperatorEntry, load_catalogue, parse_overrides
 from watcher.channels import CONSOLE_URL, Channels
+from watcher.config_diagnostics import Redactor, under
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
 from watcher.masking import hide_in_logs, mask_url
@@ -517,10 +518,32 @@ def parse_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(file, "", "expected a mapping of settings at the top")])
-    issues: list[ConfigIssue] = []
-    raw = _substitute(raw, "", env, file, issues)
-    if issues:
-        raise ConfigError(issues)
+    unset: list[ConfigIssue] = []
+    redactor = Redactor()
+    raw = _substitute(raw, "", env, file, unset, redactor)
+    try:
+        loaded = _validate(raw, data, file, check_channels=check_channels)
+    except ConfigError as exc:
+        # An unset variable is reported with every other problem, but what its empty
+        # value broke (that field, and the checks of what holds it) is not news.
+        issues = unset + [
+            issue
+            for issue in exc.issues
+            if not any(
+                issue.path and (under(issue.path, u.path) or under(u.path, issue.path))
+                for u in unset
+            )
+        ]
+        raise ConfigError([redactor.issue(issue) for issue in issues]) from None
+    if unset:
+        raise ConfigError([redactor.issue(issue) for issue in unset])
+    return loaded
+
+
+def _validate(
+    raw: dict[Any, Any], data: bytes | str, file: str, *, check_channels: bool
+) -> LoadedConfig:
+    """The substituted config's checks, all of them; raise ConfigError listing each issue."""
     # Validating a channel URL makes Apprise log it at DEBUG: hide its secrets first.
     scraping = raw.get("scraping")
     hidden = (
@@ -534,7 +557,7 @@ def parse_config(
     try:
         config = Config.model_validate(raw, context={"channels": check_channels})
     except ValidationError as exc:
-        issues = issues_from(exc, file) + issues
+        issues = issues_from(exc, file, model=Config) + issues
     except RecursionError:
         issues.append(ConfigIssue(file, "", "YAML nests too deeply"))
     catalogue, catalogue_issues = _catalogue(raw.get("operators"), file)
@@ -746,13 +769,20 @@ def _cross_references(raw: dict[Any, Any]) -> list[tuple[str, str]]:
 
 
 def _substitute(
-    value: Any, path: str, env: Mapping[str, str], file: str, issues: list[ConfigIssue]
+    value: Any,
+    path: str,
+    env: Mapping[str, str],
+    file: str,
+    issues: list[ConfigIssue],
+    redactor: Redactor,
 ) -> Any:
     if isinstance(value, str):
+        used: dict[str, str] = {}
 
         def fill(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
+                used[name] = env[name]
                 return env[name]
             if default is not None:
                 return default
@@ -763,9 +793,16 @@ def _substitute(
             )
             return ""
 
-        return _ENV_REF.sub(fill, value)
+        filled = _ENV_REF.sub(fill, value)
+        redactor.record(value, filled, used)
+        return filled
     if isinstance(value, dict):
-        return {k: _substitute(v, join_key(path, k), env, file, issues) for k, v in value.items()}
+        return {
+            k: _substitute(v, join_key(path, k), env, file, issues, redactor)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, f"{path}[{i}]", env, file, issues) for i, v in enumerate(value)]
+        return [
+            _substitute(v, f"{path}[{i}]", env, file, issues, redactor) for i, v in enumerate(value)
+        ]
     return value

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from watcher import outbox
 from watcher.app import App
 from watcher.calendar import calendar_route
+from watcher.config_diagnostics import log_warnings
 from watcher.db.faults import database_error_line, is_database_fault
 from watcher.errors import WatcherError
 from watcher.service import DEFAULT_MAX_AGE, HttpService, check_health
@@ -159,6 +160,7 @@ class Daemon:
             len(config.watched_sources()),
             app.database.display_url,
         )
+        log_warnings(config, str(app.loaded.path))
 
     def reload(self) -> bool:
         """Take up the config file if it changed and is valid; True if it did.

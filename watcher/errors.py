@@ -33,13 +33,26 @@ class ConfigIssue:
 
 
 class ConfigError(WatcherError):
-    """The config file cannot be used. Carries every issue found, one line each."""
+    """The config file cannot be used. Carries every issue found, one line each.
+
+    Its text (and :meth:`lines`) shows the first :attr:`SHOWN` of them and how many
+    more there are: a file of 100,000 unknown keys is not 100,000 lines of output.
+    """
 
     exit_code = 2
+    SHOWN = 30
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
-        super().__init__("\n".join(str(issue) for issue in issues))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per issue, at most :attr:`SHOWN`, then "... and N more problems"."""
+        shown = [str(issue) for issue in self.issues[: self.SHOWN]]
+        more = len(self.issues) - len(shown)
+        if more:
+            shown.append(f"... and {more} more problem{'s' if more > 1 else ''}")
+        return shown
 
 
 class UsageError(WatcherError):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from watcher import yamlload
+from watcher.config_diagnostics import suggest
 from watcher.durations import DAYS_PATTERN, Duration
 from watcher.errors import ConfigIssue
 
@@ -86,16 +88,27 @@ def yaml_issue(exc: yaml.YAMLError, file: str) -> ConfigIssue:
     return ConfigIssue(file, where, f"invalid YAML: {problem}" if problem else "invalid YAML")
 
 
-def issues_from(exc: ValidationError, file: str, prefix: str = "") -> list[ConfigIssue]:
+def issues_from(
+    exc: ValidationError, file: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
     """One :class:`ConfigIssue` per pydantic error; ``prefix`` is the model's own path.
 
     A model validator may report several ``path: problem`` lines in one error; each
-    becomes an issue of its own.
+    becomes an issue of its own. With the ``model`` validated, a misspelt key gets a
+    "did you mean" from the names that model has at that place.
     """
     issues = []
-    for error in exc.errors(include_url=False, include_input=False):
+    suggestions = 0
+    for error in exc.errors(include_url=False):
         path = _path(prefix, error["loc"])
-        for line in _message(error).splitlines():
+        message = _message(error)
+        unknown = error["type"] == "extra_forbidden"
+        if unknown and model is not None and suggestions < _SUGGEST_AT_MOST:
+            suggestions += 1  # 100,000 unknown keys must not take 100,000 look-ups
+            near = suggest(error["loc"][-1], _field_names(model, error["loc"][:-1]))
+            if near is not None:
+                message = f"unknown setting; did you mean `{near}`?"
+        for line in message.splitlines():
             sub_path, sep, sub_message = line.partition(": ")
             if sep and not path and re.match(r"^[\w.\[\]-]+$", sub_path):
                 issues.append(ConfigIssue(file, sub_path, sub_message))
@@ -104,12 +117,59 @@ def issues_from(exc: ValidationError, file: str, prefix: str = "") -> list[Confi
     return issues
 
 
+_SUGGEST_AT_MOST = 100
+
+
 def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown setting (check the spelling)"
     if error["type"] == "missing":
         return "required setting is missing"
-    return str(error["msg"]).removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    if isinstance(value, dict | list) and value:
+        # A block indented one level too far arrives as a field's value: name its
+        # shape, never dump it (it may hold a whole channels: section).
+        shown = repr(value)
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        message = message.replace(shown, f"{kind} (is the next block indented too far?)")
+    elif isinstance(value, str) and len(value) > 80:
+        message = message.replace(repr(value), repr(value[:40] + "…"))
+    return message
+
+
+def _field_names(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names of the model found at ``loc`` inside ``model`` (none if not a model)."""
+    current: Any = model
+    for part in loc:
+        current = _inner(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        else:  # a list index or a dict key: step into the container's items
+            args = [a for a in get_args(current) if a is not type(None)]
+            if not args:
+                return []
+            current = args[-1]
+    current = _inner(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner(annotation: Any) -> Any:
+    """``X`` from ``X | None`` and ``Annotated[X, ...]``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
 
 
 def _path(prefix: str, loc: Sequence[int | str]) -> str:
