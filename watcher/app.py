@@ -138,12 +138,18 @@ class App:
 
     def plan(self) -> int:
         from watcher.heartbeat import PLANNER, beat
+        from watcher.leases import exclusive
         from watcher.reminders.planner import plan_due
 
         now = self.clock.now()
-        with self.metrics.planning.time(), self.database.session() as session:
-            written = plan_due(session, now)
-            beat(session, PLANNER, now)
+        with (
+            exclusive(self.database, "plan") as mine,
+            self.metrics.planning.time(),
+            self.database.session() as session,
+        ):
+            written = plan_due(session, now) if mine else 0  # else another replica's pass
+            if mine:
+                beat(session, PLANNER, now)
             beat(session, self.replica, now)
             return written
 
@@ -169,6 +175,21 @@ class App:
         ``dry_run`` fetches without conditional headers and stores nothing: the
         database is not touched. ``on_done`` is called with each result as it comes.
         """
+        if profiles is not None:
+            return self._scrape(profiles, False, dry_run, on_done)
+        from watcher.leases import exclusive
+
+        # The due sources of all replicas: one replica scrapes them, the others skip.
+        with exclusive(self.database, "scrape") as mine:
+            return self._scrape(None, every_watched, dry_run, on_done) if mine else []
+
+    def _scrape(
+        self,
+        profiles: Sequence[Profile] | None,
+        every_watched: bool,
+        dry_run: bool,
+        on_done: Callable[[ScrapeResult], None] | None,
+    ) -> list[ScrapeResult]:
         from scrapers import Fetcher, Renderer
         from watcher.promotions.jobs import due_sources, fetch_all, store_results, stored_validators
 

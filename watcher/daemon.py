@@ -14,10 +14,12 @@ With ``http``, health and metrics are served beside the jobs (:mod:`watcher.serv
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -107,6 +109,11 @@ class Daemon:
         self._http_listen = http
         self._max_age = max_age
         self.http: HttpService | None = None
+        # Jobs running now. The scheduler's own shutdown(wait=True) waits for them while
+        # holding its job store lock, which a job waking delivery (job.modify) needs:
+        # a deadlock. So stop() shuts it down without waiting and waits here instead.
+        self._running = 0
+        self._idle = threading.Condition()
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
@@ -138,13 +145,19 @@ class Daemon:
             "next_run_time": now,
         }
         self._scheduler.add_job(
-            self._plan, IntervalTrigger(seconds=PLAN_EVERY_SECONDS, jitter=2), id="plan", **common
+            self._tracked(self._plan),
+            IntervalTrigger(seconds=PLAN_EVERY_SECONDS, jitter=2),
+            id="plan",
+            **common,
         )
         self._scheduler.add_job(
-            self._deliver, IntervalTrigger(seconds=DELIVER_EVERY_SECONDS), id="deliver", **common
+            self._tracked(self._deliver),
+            IntervalTrigger(seconds=DELIVER_EVERY_SECONDS),
+            id="deliver",
+            **common,
         )
         self._scheduler.add_job(
-            self._scrape,
+            self._tracked(self._scrape),
             IntervalTrigger(seconds=SCRAPE_CHECK_SECONDS, jitter=5),
             id="scrape",
             **common,
@@ -204,7 +217,9 @@ class Daemon:
             if self.http is not None:
                 self.http.stop()
             if self._scheduler.running:
-                self._scheduler.shutdown(wait=True)
+                self._scheduler.shutdown(wait=False)  # see _idle: waiting here could deadlock
+            with self._idle:
+                self._idle.wait_for(lambda: self._running == 0)
             self.app.close()
             finished.set()
 
@@ -219,6 +234,22 @@ class Daemon:
         log.info("received SIGHUP: reloading the config")
         # Not from the handler itself: the scheduler takes locks.
         threading.Thread(target=self.request_reload, name="sighup", daemon=True).start()
+
+    def _tracked(self, job: Callable[[], None]) -> Callable[[], None]:
+        """``job``, counted in :attr:`_running` while it runs (for :meth:`stop`)."""
+
+        @functools.wraps(job)
+        def run() -> None:
+            with self._idle:
+                self._running += 1
+            try:
+                job()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
 
     def _wake_delivery(self) -> None:
         job = self._scheduler.get_job("deliver")

@@ -18,6 +18,7 @@ from watcher import outbox
 from watcher.config import LoadedConfig, SimConfig, UserConfig
 from watcher.db.models import Event, SimRow, UserChannel, UserRow
 from watcher.durations import Duration
+from watcher.leases import hold_for_sync
 from watcher.masking import mask_phone
 from watcher.messages import Message
 from watcher.reminders.rules import format_offsets
@@ -72,6 +73,7 @@ class SyncReport:
 def sync_config(session: Session, loaded: LoadedConfig, now: datetime) -> SyncReport:
     """Write users, channels and SIMs from ``loaded``; reschedule SIMs whose dates changed."""
     config, catalogue = loaded.config, loaded.catalogue
+    hold_for_sync(session)  # replicas starting together sync one after the other
     users = _sync_users(session, loaded)
     existing = {row.id: row for row in session.scalars(select(SimRow))}
     added = updated = rescheduled = 0
