@@ -111,7 +111,7 @@ impossible = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(impossible)
 def test_a_number_that_cannot_exist_is_refused_without_repeating_it(written: str) -> None:
-    example = "expected a phone number such as +7 701 123 45 67 or 8 701 123 45 67"
+    example = "expected a phone number such as +7 7XX XXX XX XX or 8 7XX XXX XX XX"
     with pytest.raises(ValueError, match=f"^{re.escape(example)}") as caught:
         normalise_number(written)
     message = str(caught.value)
@@ -131,7 +131,7 @@ def test_check_names_the_field_of_a_bad_number_in_one_line(
     [line] = err.splitlines()
     assert line == (
         f"error: {path}: users[0].sims[0].number: expected a phone number such as "
-        "+7 701 123 45 67 or 8 701 123 45 67: it has too few digits"
+        "+7 7XX XXX XX XX or 8 7XX XXX XX XX: it has too few digits"
     )
     assert "Traceback" not in out + err
 

@@ -33,6 +33,10 @@ _PHONE = re.compile(r"(?<![\d+])\+?\(?\d(?:[\s()\-]{0,2}\d){9,14}(?!\d)")
 _SHORTEST_SECRET = 4  # shorter environment values are not hidden: "1" is in every number
 
 
+# What a message shows of a value it cut short: the text before the ellipsis.
+_CUT = re.compile(r"([^\s`'\"]+)…")
+
+
 class Redactor:
     """Remembers what ``${VAR}`` substitution put into a config, to take it out of errors."""
 
@@ -64,7 +68,23 @@ class Redactor:
         text = _PHONE.sub(lambda m: mask_phone(m.group()), text)
         if values is not None:
             text = values.sub(lambda m: self._name_of(m.group()), text)
+        if self._written or self._values:
+            text = _CUT.sub(self._uncut, text)
         return text
+
+    def _uncut(self, match: re.Match[str]) -> str:
+        """A value a message cut short (``987654321:AAHdq…``) that begins a substituted
+        one: shown as written (or by its variable's name), cut too."""
+        part = match.group(1)
+        if len(part) < _SHORTEST_SECRET:
+            return match.group()
+        for substituted, written in self._written.items():
+            if substituted.startswith(part):
+                return f"{written}…"
+        for value, name in self._values.items():
+            if value.startswith(part) or part.startswith(value):
+                return f"{name}…"
+        return match.group()
 
     def _compiled(
         self,

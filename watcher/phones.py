@@ -13,7 +13,7 @@ import re
 # Where a number written without its country code is dialled from.
 DEFAULT_REGION = "KZ"
 
-EXAMPLE = "+7 701 123 45 67 or 8 701 123 45 67"
+EXAMPLE = "+7 7XX XXX XX XX or 8 7XX XXX XX XX"  # not a number: errors mask numbers
 
 
 def normalise_number(text: str) -> str:
