@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 # builds an App too, and `watcher status` must not wait for Apprise or httpx (issue 11).
 
 log = logging.getLogger(__name__)
+
+# Replicas on different config files are reported once this has passed: a reload
+# reaches each within one planning pass (30 s), a rollout within a few.
+MISMATCH_GRACE = timedelta(minutes=3)
 
 
 class App:
@@ -61,9 +66,11 @@ class App:
         self._rng = random.Random()
         self._seen_mtime: int | None = None  # of the last version read, good or bad
         self._reported_bad: str | None = None  # digest of the last bad version reported
-        # This daemon among the replicas on one database: its heartbeat row's name
-        # (watcher.heartbeat.REPLICA_PREFIX and a random id).
-        self.replica = f"replica:{secrets.token_hex(6)}"
+        # This daemon among the replicas on one database (its heartbeat row is named
+        # by it and by its config's digest), and since when it sees replicas running
+        # different config files.
+        self.replica = secrets.token_hex(6)
+        self._mismatch_since: datetime | None = None
 
     @classmethod
     def from_path(
@@ -137,7 +144,7 @@ class App:
             return report
 
     def plan(self) -> int:
-        from watcher.heartbeat import PLANNER, beat
+        from watcher.heartbeat import PLANNER, REPLICA_LIVE, REPLICA_PREFIX, beat, live_replicas
         from watcher.leases import exclusive
         from watcher.reminders.planner import plan_due
 
@@ -150,8 +157,40 @@ class App:
             written = plan_due(session, now) if mine else 0  # else another replica's pass
             if mine:
                 beat(session, PLANNER, now)
-            beat(session, self.replica, now)
-            return written
+            beat(session, f"{REPLICA_PREFIX}{self.replica}:{self.loaded.digest[:8]}", now)
+            live = live_replicas(session, now, REPLICA_LIVE)
+        self._check_replicas(live, now)
+        return written
+
+    def _check_replicas(self, live: Mapping[str, str], now: datetime) -> None:
+        """Tell ``admin`` once when the daemons on this database run different config
+        files for longer than a reload takes to reach them all (a half-done rollout)."""
+        from watcher import outbox
+        from watcher.messages import Message
+
+        digests = sorted(set(live.values()))
+        if len(digests) < 2:
+            self._mismatch_since = None
+            return
+        if self._mismatch_since is None:
+            self._mismatch_since = now
+        if now - self._mismatch_since < MISMATCH_GRACE:
+            return
+        counts = ", ".join(
+            f"{digest} ({sum(1 for d in live.values() if d == digest)})" for digest in digests
+        )
+        outbox.report_to_admin(
+            self.database,
+            self.admin_targets(),
+            outbox.config_mismatch_key(digests),
+            Message(
+                "SIM Watcher: replicas run different config files",
+                f"{len(live)} daemons share this database but run {len(digests)} versions of "
+                f"the config (first 8 hex digits of each file's SHA-256, and how many run it): "
+                f"{counts}. This one runs {self.loaded.digest[:8]} from {self.loaded.path}.",
+            ),
+            now,
+        )
 
     def audience(self) -> Audience:
         """Who hears of promotion changes and source trouble, per the current config."""

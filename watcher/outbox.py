@@ -61,6 +61,7 @@ __all__ = [
     "claim",
     "claim_owner",
     "config_invalid_key",
+    "config_mismatch_key",
     "dead_letter_key",
     "due_rows",
     "enqueue",
@@ -167,6 +168,11 @@ def dead_letter_key(row_id: int) -> str:
 def unplannable_key(sim_id: str, reason: str) -> str:
     """The admin message that a SIM's reminders are paused, once per SIM and reason."""
     return f"unplannable:{sim_id}:{hashlib.sha256(reason.encode()).hexdigest()[:16]}"
+
+
+def config_mismatch_key(digests: Sequence[str]) -> str:
+    """The admin message that replicas run different config files, once per set."""
+    return f"config-mismatch:{'-'.join(sorted(digests))}"[:200]
 
 
 def config_invalid_key(version: str) -> str:

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,14 +34,13 @@ from watcher import __version__
 from watcher.clock import Clock
 from watcher.db.engine import Database
 from watcher.db.models import Heartbeat, OutboxRow, SourceRow
-from watcher.heartbeat import PLANNER, REPLICA_PREFIX
+from watcher.heartbeat import PLANNER, REPLICA_LIVE, live_replicas
 
 __all__ = ["Health", "HttpService", "Metrics", "check_health", "parse_listen"]
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
-REPLICA_LIVE = timedelta(minutes=2)  # a replica that beat within this is counted live
 DEFAULT_MAX_AGE = 180  # seconds since the last planning pass, as `watcher health`
 
 
@@ -174,13 +173,7 @@ class _DatabaseCollector(Collector):
                 .select_from(SourceRow)
                 .where(SourceRow.active.is_(True), SourceRow.failures > 0)
             )
-            replicas = session.scalar(
-                select(func.count())
-                .select_from(Heartbeat)
-                .where(
-                    Heartbeat.name.like(f"{REPLICA_PREFIX}%"), Heartbeat.at >= now - REPLICA_LIVE
-                )
-            )
+            replicas = len(live_replicas(session, now, REPLICA_LIVE))
         depth = GaugeMetricFamily(
             "watcher_outbox_messages", "Outbox rows by status", labels=["status"]
         )
