@@ -479,3 +479,28 @@ def test_a_postgresql_outage_mid_batch_releases_the_unsent_rows_once_it_is_back(
         assert {row.status for row in outbox(app)} == {"sent"}
     finally:
         app.close()
+
+
+def test_claims_a_batch_could_not_give_back_go_out_at_the_next_pass_once_it_answers(
+    make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    # The database is down longer than the release retries (a PostgreSQL restart): the
+    # next delivery pass gives the claims back itself, instead of waiting out the lease.
+    clock = FixedClock(TEN_ALMATY)
+    app = make_app(alice(), clock=clock)
+    titles = bulk(app)
+    app.deliverer.release_waits = (0.0, 0.0)
+    webhook.delay = 0.02
+    down = [True]
+    fail_statements(
+        app,
+        lambda statement: down[0] and (is_mark(statement) or is_release(statement)),
+        "connection refused",
+    )
+    with pytest.raises(OperationalError, match="injected"):
+        app.deliver()
+
+    down[0] = False
+    app.deliver()  # the same instant: no lease has passed
+
+    assert sorted(r.payload["title"] for r in webhook.received) == titles

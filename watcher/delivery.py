@@ -107,6 +107,7 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.stopping = stopping or threading.Event()
         self.release_waits = tuple(release_waits)
+        self._unreleased: list[int] = []  # claims to give back once the database answers
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
         # SQLite takes one writer at a time and makes the others sleep-and-retry; taking
         # turns in-process is much cheaper. PostgreSQL needs no such turn-taking.
@@ -126,6 +127,11 @@ class Deliverer:
         """Send every row due now, batch by batch, until none is left or we are stopping."""
         report = DeliveryReport()
         self._mark_sent(None)  # marks a failed commit left queued: sent, not to resend
+        if self._unreleased:
+            # Claims a failed batch could not give back while the database was down: once
+            # the sent marks above are in, they are this process's rows that never left.
+            unreleased, self._unreleased = self._unreleased, []
+            self._release(unreleased, waits=())
         while not self.stopping.is_set():
             loaded = self.loaded
             jobs, held = self._claim(loaded.catalogue, self.clock.now())
@@ -200,27 +206,28 @@ class Deliverer:
             future.result()  # the first failure, if any
         return report
 
-    def _release(self, row_ids: list[int]) -> None:
+    def _release(self, row_ids: list[int], waits: Sequence[float] | None = None) -> None:
         """Release this process's claims on ``row_ids``; the database may still be down.
 
-        Tried again after each of ``release_waits`` (cut short by a shutdown); if it
-        still fails, the rows are left to the claim lease, as after a crash.
+        Tried again after each of ``waits`` (default ``release_waits``, cut short by a
+        shutdown); if it still fails, the next delivery pass tries again (a crash leaves
+        them to the claim lease instead).
         """
         if not row_ids:
             return
-        for pause in [*self.release_waits, None]:
+        for pause in [*(self.release_waits if waits is None else waits), None]:
             try:
                 with self._writing, self.database.engine.begin() as connection:
                     released = outbox.release_own_claims(connection, row_ids)
             except SQLAlchemyError as exc:
                 if pause is None:
                     log.warning(
-                        "could not release %d unsent messages (%s); they are sent after "
-                        "the claim lease of %d minutes",
+                        "could not release %d unsent messages (%s); the next delivery pass "
+                        "tries again",
                         len(row_ids),
                         describe_database_error(exc),
-                        outbox.CLAIM_LEASE.total_seconds() // 60,
                     )
+                    self._unreleased = sorted({*self._unreleased, *row_ids})
                     return
                 self.stopping.wait(pause)
                 continue
