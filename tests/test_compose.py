@@ -30,6 +30,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, make_url, text
 
+from tests.servers import free_port
 from watcher.daemon import SHUTDOWN_GRACE_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,15 +335,23 @@ def test_db_healthcheck_asks_postgres_over_tcp_for_the_watcher_database() -> Non
     assert argv[argv.index("-d") + 1] == env["POSTGRES_DB"]
 
 
-def test_watcher_healthcheck_is_the_images_health_check() -> None:
-    built = image()
-    watcher = compose()["services"]["watcher"]
+def test_the_images_health_check_asks_the_database() -> None:
+    # For a plain `docker run` of the image, which serves no HTTP.
+    assert image().healthcheck == ["watcher", "health", "-c", CONTAINER_CONFIG]
 
-    assert built.healthcheck == ["watcher", "health", "-c", CONTAINER_CONFIG]
-    assert healthcheck_argv(watcher) == built.healthcheck
-    for option in ("interval", "timeout", "start_period", "retries"):
-        compose_value = str(watcher["healthcheck"][option])
-        assert compose_value == built.healthcheck_options[option.replace("_", "-")], option
+
+def test_compose_turns_http_on_and_its_health_check_asks_the_daemon_there() -> None:
+    watcher = compose()["services"]["watcher"]
+    command = watcher["command"]
+    listen = command[command.index("--http") + 1]
+    check = healthcheck_argv(watcher)
+
+    assert command[: command.index("--http")] == image().cmd  # the image's command, plus
+    assert listen.startswith("0.0.0.0:")  # reachable by Prometheus in the network
+    assert "ports" not in watcher  # and by nothing outside it
+    assert check == ["watcher", "health", "--http", f"127.0.0.1:{listen.rpartition(':')[2]}"]
+    assert seconds(watcher["healthcheck"]["start_period"]) > 0
+    assert seconds(watcher["healthcheck"]["timeout"]) < seconds(watcher["healthcheck"]["interval"])
 
 
 def test_health_check_waits_for_the_first_planning_pass() -> None:
@@ -501,7 +510,11 @@ class Container:
     def command(self, *subcommand: str) -> list[str]:
         """The service command with ``run`` replaced: ``("check",)``, ``("run", "--once")``."""
         at = self.argv.index("run")
-        return [*self.argv[:at], *subcommand, *self.argv[at + 1 :]]
+        rest = self.argv[at + 1 :]
+        if subcommand[:1] != ("run",) and "--http" in rest:  # the daemon's own option
+            http = rest.index("--http")
+            rest = rest[:http] + rest[http + 2 :]
+        return [*self.argv[:at], *subcommand, *rest]
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -548,6 +561,13 @@ def container(tmp_path: Path, config_file: Path, database_url: str) -> Container
     argv = [here(word) for word in service.get("entrypoint", built.entrypoint)]
     argv += [here(word) for word in service.get("command", built.cmd)]
     check = [here(word) for word in healthcheck_argv(service)]
+    # The port the service listens on, mapped to a free one here as paths are.
+    if "--http" in argv:
+        port = str(free_port())
+        for command in (argv, check):
+            if "--http" in command:
+                at = command.index("--http") + 1
+                command[at] = f"{command[at].rpartition(':')[0]}:{port}"
     for command in (argv, check):
         executable = shutil.which(command[0], path=env["PATH"])
         assert executable, f"{command[0]} is not on the container's PATH here: {env['PATH']}"
@@ -583,7 +603,8 @@ def test_one_pass_delivers_the_reminder_once_and_leaves_the_service_healthy(
     _assert_exit(first, 0)
     assert "alice-kcell" in first.stdout  # console:// prints the reminder
 
-    health = container.run(container.healthcheck)
+    # No daemon serves HTTP after a one-off pass: the image's own check reads the database.
+    health = container.run(container.command("health"))
     _assert_exit(health, 0)
     assert health.stdout.startswith("healthy")
 

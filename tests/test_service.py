@@ -335,3 +335,41 @@ def test_an_unknown_log_format_is_a_one_line_error(write_config: WriteConfig) ->
     assert result.stderr == (
         "error: WATCHER_LOG_FORMAT='xml' is not a log format; use one of text, json\n"
     )
+
+
+def test_health_over_http_asks_the_daemon_and_needs_no_config(
+    app: App, served: HttpService, tmp_path: Path
+) -> None:
+    host, port = served.address
+
+    def health(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "watcher", "health", "--http", f"{host}:{port}", *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,  # no watcher.yaml here, and none is needed
+            env={**os.environ, "WATCHER_CONFIG": str(tmp_path / "missing.yaml")},
+        )
+
+    before = health()
+    app.plan()
+    after = health("--json")
+
+    assert before.returncode == 1
+    assert before.stdout == "unhealthy: no planning pass has finished yet\n"
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["answer"]["status"] == "ok"
+
+
+def test_health_over_http_without_a_daemon_is_unhealthy_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "health", "--http", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stdout.startswith("unhealthy: no answer from http://127.0.0.1:")
+    assert result.stdout.count("\n") == 1 and not result.stderr

@@ -370,6 +370,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how recent the last planning pass must be (default: %(default)s)",
     )
+    health.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        type=_listen_arg,
+        help="ask the /healthz of a daemon started with --http there instead of the "
+        "database (no config or database needed: a cheap container health check)",
+    )
     json_option(health)
     completion = command(
         "completion", _completion, "print a shell's tab completion script for watcher"
@@ -1318,6 +1325,8 @@ def _calendar(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
+    if args.http is not None:
+        return _health_over_http(args)
     from watcher.heartbeat import PLANNER, last_beat
 
     with _app(args, sends=False) as app:
@@ -1338,6 +1347,42 @@ def _health(args: argparse.Namespace) -> int:
         print("unhealthy: the daemon has not planned yet")
     else:
         print(f"{'healthy' if healthy else 'unhealthy'}: last planning pass {age} s ago")
+    return 0 if healthy else 1
+
+
+def _health_over_http(args: argparse.Namespace) -> int:
+    """``health --http HOST:PORT``: the daemon's own answer at /healthz, what it says."""
+    import urllib.error
+    import urllib.request
+
+    host, port = args.http
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening everywhere: ask it here
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    url = f"http://{shown}/healthz"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    try:
+        with opener.open(url, timeout=10) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if args.json:
+            _print_json({"healthy": False, "url": url, "reason": f"no answer: {reason}"})
+        else:
+            print(f"unhealthy: no answer from {url}: {reason}")
+        return 1
+    try:
+        answer = json.loads(body)
+        reason = str(answer.get("reason", ""))
+    except (ValueError, AttributeError):
+        answer, reason = None, f"HTTP {status}"
+    healthy = status == 200
+    if args.json:
+        _print_json({"healthy": healthy, "url": url, "reason": reason, "answer": answer})
+    else:
+        print(f"{'healthy' if healthy else 'unhealthy'}: {reason}")
     return 0 if healthy else 1
 
 
