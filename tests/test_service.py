@@ -291,7 +291,9 @@ def test_the_daemon_logs_json_and_reloads_on_sighup(
 
         def lines() -> list[dict[str, object]]:
             text = Path(log_file.name).read_text()
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            # Whole lines only: the daemon may be halfway through writing the last one.
+            complete = text[: text.rfind("\n") + 1]
+            return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
         assert wait_for(lambda: any("watching" in str(e["message"]) for e in lines()), 30)
         assert wait_for(lambda: _status(port) == 200, 30)

@@ -66,16 +66,19 @@ def calendar_for(session: Session, catalogue: Catalogue, user_name: str, now: da
     feed.add("calscale", "GREGORIAN")
     feed.add("x-wr-calname", f"SIM Watcher: {user.name}")
     feed.add("x-wr-timezone", user.timezone)
-    rows = {row.id: row for row in session.scalars(select(SimRow).where(SimRow.active))}
-    for status in sim_statuses(session, now):
-        if status.user != user_name:
-            continue
-        row = rows[status.sim_id]
+    hour, minute = (int(part) for part in user.remind_at.split(":"))
+    remind_at = time(hour, minute)
+    # This user's SIMs only: a feed request must not read every user's rows.
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(SimRow).where(SimRow.active, SimRow.user_name == user_name)
+        )
+    }
+    for status in sim_statuses(session, now, user_name=user_name):
         operator = catalogue.get(status.operator)
         label = f"{status.sim_id} ({mask_phone(status.number)})"
-        offsets = sim_dates(row, user).remind_before
-        hour, minute = (int(part) for part in user.remind_at.split(":"))
-        remind_at = time(hour, minute)
+        offsets = sim_dates(rows[status.sim_id], user).remind_before
         for kind, day, text in (
             ("expiry", status.expires, operator.renew_instructions(language)),
             ("balance", status.next_balance_check, operator.balance_instructions(language)),

@@ -538,14 +538,12 @@ class LastMessage:
     at: datetime  # when it was sent, else when it was queued (UTC)
 
 
-def last_messages(session: Session) -> dict[str, LastMessage]:
-    """The latest message of each SIM that has one."""
-    latest = (
-        select(func.max(OutboxRow.id))
-        .where(OutboxRow.sim_id.is_not(None))
-        .group_by(OutboxRow.sim_id)
-        .scalar_subquery()
-    )
+def last_messages(session: Session, *, user_name: str | None = None) -> dict[str, LastMessage]:
+    """The latest message of each SIM that has one (of ``user_name``'s SIMs, if given)."""
+    query = select(func.max(OutboxRow.id)).where(OutboxRow.sim_id.is_not(None))
+    if user_name is not None:
+        query = query.where(OutboxRow.user_name == user_name)
+    latest = query.group_by(OutboxRow.sim_id).scalar_subquery()
     rows = session.execute(
         select(
             OutboxRow.sim_id,

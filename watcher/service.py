@@ -28,13 +28,13 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from watcher import __version__
 from watcher.clock import Clock
 from watcher.db.engine import Database
-from watcher.db.models import Heartbeat, OutboxRow, SourceRow
-from watcher.heartbeat import PLANNER, REPLICA_LIVE, live_replicas
+from watcher.db.models import OutboxRow, SourceRow
+from watcher.heartbeat import PLANNER, REPLICA_LIVE, last_beat, live_replicas
 
 __all__ = ["Health", "HttpService", "Metrics", "check_health", "parse_listen"]
 
@@ -67,9 +67,7 @@ def check_health(database: Database, clock: Clock, max_age: float = DEFAULT_MAX_
     """Healthy when the database answers and a planning pass finished within ``max_age``."""
     try:
         with database.session() as session:
-            session.execute(text("SELECT 1"))
-            row = session.get(Heartbeat, PLANNER)
-            last = None if row is None else row.at
+            last = last_beat(session, PLANNER)  # a query: it also proves the database answers
     except Exception as exc:  # any database failure is the answer, not a crash
         return Health(False, f"the database does not answer: {type(exc).__name__}")
     if last is None:

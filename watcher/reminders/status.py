@@ -39,14 +39,17 @@ class SimStatus:
         return None if self.expires is None else (self.expires - self.today).days
 
 
-def sim_statuses(session: Session, now: datetime) -> list[SimStatus]:
-    """Every active SIM, by user then id."""
+def sim_statuses(
+    session: Session, now: datetime, *, user_name: str | None = None
+) -> list[SimStatus]:
+    """Every active SIM (of ``user_name`` only, if given), by user then id."""
     users = {user.name: user for user in session.scalars(select(UserRow))}
-    last = outbox.last_messages(session)
+    last = outbox.last_messages(session, user_name=user_name)
     statuses = []
-    sims = session.scalars(
-        select(SimRow).where(SimRow.active).order_by(SimRow.user_name, SimRow.id)
-    )
+    query = select(SimRow).where(SimRow.active).order_by(SimRow.user_name, SimRow.id)
+    if user_name is not None:
+        query = query.where(SimRow.user_name == user_name)
+    sims = session.scalars(query)
     for sim in sims:
         user = users[sim.user_name]
         zone = ZoneInfo(user.timezone)
