@@ -249,6 +249,9 @@ def test_a_failed_commit_of_sent_marks_is_retried_by_the_next_worker(
     assert {row.status for row in outbox(app)} == {"sent"}
 
 
+FEW_WORKERS = 8  # batch tests: fewer workers than bulk() messages, so a batch stops part-way
+
+
 def bulk(app: App, count: int = 40) -> list[str]:
     """Queue ``count`` admin messages for the hook channel; returns their titles."""
     titles = [f"bulk #{i:02d}" for i in range(count)]
@@ -296,7 +299,7 @@ def test_a_batch_that_fails_recording_a_failure_gives_back_what_it_did_not_send(
     # worker records a channel's failure: the batch stops, and its unsent rows are
     # released at once instead of waiting five minutes for their claim lease.
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(alice(), clock=clock)
+    app = make_app(alice(), clock=clock, concurrency=FEW_WORKERS)
     titles = bulk(app)
     webhook.status = 500
     webhook.delay = 0.02
@@ -321,7 +324,7 @@ def test_a_failed_release_is_tried_again_before_leaving_rows_to_the_lease(
     make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
 ) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(alice(), clock=clock)
+    app = make_app(alice(), clock=clock, concurrency=FEW_WORKERS)
     titles = bulk(app)
     app.deliverer.release_waits = (0.0,)
     webhook.delay = 0.02
@@ -349,7 +352,7 @@ def test_claims_a_batch_could_not_give_back_go_out_at_the_next_pass_once_it_answ
     # The database is down longer than the release retries (a PostgreSQL restart): the
     # next delivery pass gives the claims back itself, instead of waiting out the lease.
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(alice(), clock=clock)
+    app = make_app(alice(), clock=clock, concurrency=FEW_WORKERS)
     titles = bulk(app)
     app.deliverer.release_waits = (0.0, 0.0)
     webhook.delay = 0.02
@@ -381,7 +384,7 @@ def test_restart_says_how_many_claimed_messages_may_really_arrive_twice(
     # A sender killed mid-batch leaves its whole batch claimed, but only the few it was
     # sending (one per worker) can have gone out: the log says so, not "40 in flight".
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(alice(), clock=clock)
+    app = make_app(alice(), clock=clock, concurrency=FEW_WORKERS)
     titles = bulk(app)
     dead = f"{socket.gethostname()}:{2**22 + 4321}:deadbeef"  # no such pid
     with app.database.session() as session:
@@ -399,7 +402,7 @@ def test_a_stop_mid_batch_gives_back_what_was_not_sent(
     make_app: MakeApp, alice: WriteConfig, webhook: WebhookReceiver
 ) -> None:
     clock = FixedClock(TEN_ALMATY)
-    app = make_app(alice(), clock=clock)
+    app = make_app(alice(), clock=clock, concurrency=FEW_WORKERS)
     titles = bulk(app)
     webhook.on_post = app.stopping.set  # SIGTERM while the first sends are on their way
     app.deliver()
@@ -440,7 +443,7 @@ def test_a_postgresql_outage_mid_batch_releases_the_unsent_rows_once_it_is_back(
     # ones it had, mid-batch; it is back within the first pause of the release.
     clock = FixedClock(TEN_ALMATY)
     env = {"WATCHER_DATABASE_URL": private_postgres}
-    app = App(load_config(alice(), env), clock=clock, env=env)
+    app = App(load_config(alice(), env), clock=clock, env=env, concurrency=FEW_WORKERS)
     try:
         titles = bulk(app)
         app.deliverer.release_waits = (2.0,)
@@ -449,8 +452,10 @@ def test_a_postgresql_outage_mid_batch_releases_the_unsent_rows_once_it_is_back(
         terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
         outages: list[str] = []
 
+        once = threading.Lock()  # the webhook's threads call this together: one outage
+
         def restart() -> None:
-            if outages:
+            if not once.acquire(blocking=False):
                 return
             outages.append("down")
             with server.connect() as connection:

@@ -47,7 +47,9 @@ PHONE = "+77011234567"
 MASKED_PHONE = "+7 701 *** ** 67"
 SECRET = "s3cr3t-token-value"  # the token part of a webhook URL: must never be printed
 STOP_WITHIN = 15.0  # seconds a signalled daemon may take to exit
-IN_FLIGHT_MAX = 8  # the daemon's delivery concurrency: the most sends in flight at a kill
+# The daemons here send with this many workers (delivery.workers), fewer than the
+# messages, so a kill catches a few in flight and leaves the rest claimed and unsent.
+IN_FLIGHT_MAX = 8
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
@@ -125,6 +127,7 @@ class Watcher:
             "timezone": "UTC",
             "remind_at": "00:00",
             "channels": channels,
+            "delivery": {"workers": IN_FLIGHT_MAX},
             "users": [{"name": "alice", "language": "en", "notify": list(channels), "sims": sims}],
         }
         self.config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

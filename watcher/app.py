@@ -54,13 +54,13 @@ class App:
         *,
         clock: Clock | None = None,
         env: Mapping[str, str] | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         fetch_settings: FetchSettings | None = None,
     ) -> None:
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
         self.loaded = loaded
-        self.concurrency = concurrency
+        self._concurrency = concurrency  # None: the config's delivery.workers
         self.stopping = threading.Event()
         self._fixed_fetch_settings = fetch_settings
         self._rng = random.Random()
@@ -77,6 +77,13 @@ class App:
         cls, path: Path | str, *, clock: Clock | None = None, env: Mapping[str, str] | None = None
     ) -> App:
         return cls(load_config(path, env), clock=clock, env=env)
+
+    @property
+    def concurrency(self) -> int:
+        """Sends in flight at once in this process."""
+        if "deliverer" in self.__dict__:
+            return self.deliverer.concurrency
+        return self._concurrency or self.loaded.config.delivery.workers
 
     @property
     def catalogue(self) -> Catalogue:
@@ -117,7 +124,7 @@ class App:
             self.database,
             self.loaded,
             self.clock,
-            concurrency=self.concurrency,
+            concurrency=self._concurrency,
             stopping=self.stopping,
             on_outcome=self.metrics.message,
         )
@@ -159,6 +166,8 @@ class App:
                 beat(session, PLANNER, now)
             beat(session, f"{REPLICA_PREFIX}{self.replica}:{self.loaded.digest[:8]}", now)
             live = live_replicas(session, now, REPLICA_LIVE)
+        if "deliverer" in self.__dict__:  # each replica takes its share of a service's limits
+            self.deliverer.set_replicas(max(1, len(live)))
         self._check_replicas(live, now)
         return written
 

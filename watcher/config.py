@@ -47,6 +47,7 @@ from watcher.channels import CONSOLE_URL, Channels
 from watcher.config_diagnostics import Redactor, under
 from watcher.durations import Duration
 from watcher.errors import ConfigError, ConfigIssue
+from watcher.limits import Override
 from watcher.masking import hide_in_logs, mask_url
 from watcher.phones import normalise_number
 from watcher.quiet import QuietHours, parse_clock
@@ -128,6 +129,12 @@ QuietField = Annotated[
 
 
 # --- models ------------------------------------------------------------------------
+
+
+DEFAULT_WORKERS = 64
+"""Messages one daemon sends at once: enough to keep up with services answering in
+200-500 ms (Telegram, SMTP over the internet); each waits on the network, not the CPU."""
+MAX_WORKERS = 512
 
 
 class SimConfig(StrictModel):
@@ -290,6 +297,50 @@ class ScrapingConfig(StrictModel):
         )
 
 
+class HostLimitConfig(StrictModel):
+    """``delivery.limits.HOST``: what one service's host may take (either or both)."""
+
+    connections: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
+    per_second: float | None = Field(default=None, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> HostLimitConfig:
+        if self.connections is None and self.per_second is None:
+            raise ValueError("set connections, per_second or both")
+        return self
+
+
+class DeliveryConfig(StrictModel):
+    """How many messages one daemon sends at once, and what each service may take."""
+
+    workers: int = Field(default=DEFAULT_WORKERS, ge=1, le=MAX_WORKERS)
+    limits: dict[str, HostLimitConfig] = Field(default_factory=dict)
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        hosts: dict[str, object] = {}
+        for key, limit in value.items():
+            host = str(key).strip().lower().rstrip(".")
+            if not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]", host):
+                raise ValueError(
+                    f"{str(key)[:80]!r} is not a host name: write the host as in the URL "
+                    "(smtp.example.org, or api.telegram.org for each Telegram bot)"
+                )
+            if host in hosts:
+                raise ValueError(f"{host!r} is listed twice")
+            hosts[host] = limit
+        return hosts
+
+    def overrides(self) -> dict[str, Override]:
+        return {
+            host: Override(limit.connections, limit.per_second)
+            for host, limit in self.limits.items()
+        }
+
+
 class UserConfig(StrictModel):
     """A person who gets reminders, and their SIMs."""
 
@@ -323,6 +374,7 @@ class Config(StrictModel):
     # Promotion sources: checked by scrapers' own profile rules in parse_config.
     sources: list[Any] = Field(default_factory=list)
     scraping: ScrapingConfig = Field(default_factory=ScrapingConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     users: list[UserConfig] = Field(default_factory=list)
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
 

@@ -4,15 +4,24 @@ A row is marked sent right after its channel accepted it, in its own transaction
 so a crash can at most re-send the messages that were in flight. A failed channel
 is retried with exponential backoff and jitter (1 min doubling to a 6 h cap); after
 48 h of failures the row is marked dead and the admin channels hear of it once.
+
+Many sends are in flight at once (``delivery.workers``, 64 by default: a send waits
+on a remote service far longer than it uses the CPU), but never more than each
+service allows (:mod:`watcher.limits`): a pass claims due rows as workers free up,
+queues them per target, and starts each send when its service's limits let it, so
+a slow SMTP server never holds up a Telegram chat.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +40,7 @@ from watcher.config import LoadedConfig
 from watcher.db.engine import Database
 from watcher.db.faults import describe_database_error
 from watcher.db.models import OutboxRow, SimRow, UserRow
+from watcher.limits import Limit, Limiter, LimitKey, limits_of
 from watcher.masking import mask_phone
 from watcher.messages import Message, ReminderFacts, render_dead_letter, render_reminder
 from watcher.outbox import Kind
@@ -41,7 +51,9 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(hours=6)
 GIVE_UP_AFTER = timedelta(hours=48)
-BATCH = 200
+BATCH = 200  # rows claimed at a time (at least twice the workers)
+QUEUE_ROWS = 4  # batches a pass may hold claimed while their services make them wait
+RENEW_AFTER = 60.0  # seconds a claimed row may wait its turn before its claim is renewed
 # Pauses (seconds) before trying again to release a failed batch's claims while the
 # database is down; then the claim lease takes over.
 RELEASE_WAITS = (0.5, 2.0)
@@ -71,12 +83,18 @@ class DeliveryReport:
         return self
 
 
-@dataclass(frozen=True)
+Keys = tuple[tuple[LimitKey, Limit], ...]
+
+
+@dataclass
 class _Job:
     row_id: int
     channel: str
     message: Message
     kind: str = ""
+    loaded: LoadedConfig | None = None  # the config in force when it was claimed
+    keys: Keys = ()  # the limits its send is under
+    claimed: float = 0.0  # monotonic seconds when claimed or last renewed
 
 
 class Deliverer:
@@ -92,7 +110,7 @@ class Deliverer:
         loaded: LoadedConfig,
         clock: Clock,
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         rng: random.Random | None = None,
         stopping: threading.Event | None = None,
         on_outcome: Callable[[str, str, str], None] | None = None,
@@ -103,12 +121,15 @@ class Deliverer:
         self.on_outcome = on_outcome
         self.loaded = loaded
         self.clock = clock
-        self.concurrency = concurrency
+        # Sends in flight at once; a reload keeps the pool (a restart resizes it).
+        self.concurrency = concurrency or loaded.config.delivery.workers
+        self.limiter = Limiter(loaded.config.delivery.overrides())
+        self._limits_of: LoadedConfig = loaded  # the config the limiter was set from
         self.rng = rng or random.Random()
         self.stopping = stopping or threading.Event()
         self.release_waits = tuple(release_waits)
         self._unreleased: list[int] = []  # claims to give back once the database answers
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="deliver")
         # SQLite takes one writer at a time and makes the others sleep-and-retry; taking
         # turns in-process is much cheaper. PostgreSQL needs no such turn-taking.
         self._writing: AbstractContextManager[object] = (
@@ -119,6 +140,7 @@ class Deliverer:
         self._unmarked: list[int] = []
         self._unmarked_lock = threading.Lock()
         self._marking = threading.Lock()
+        self._limiter_lock = threading.Lock()  # a pass's dispatcher vs set_replicas
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -132,24 +154,27 @@ class Deliverer:
             # the sent marks above are in, they are this process's rows that never left.
             unreleased, self._unreleased = self._unreleased, []
             self._release(unreleased, waits=())
-        while not self.stopping.is_set():
-            loaded = self.loaded
-            jobs, held = self._claim(loaded.catalogue, self.clock.now())
-            report.held += held
-            if not jobs:
-                break
-            report += self._send_all(jobs, loaded)
+        _Pass(self, report).run()
         return report
+
+    def set_replicas(self, count: int) -> None:
+        """``count`` daemons send from this database: each takes its share of a limit."""
+        with self._limiter_lock:
+            self.limiter.configure(replicas=count)
 
     # -- claiming: pick due rows, hold quiet ones, render and store the text --------
 
-    def _claim(self, catalogue: Catalogue, now: datetime) -> tuple[list[_Job], int]:
+    def _claim(self, loaded: LoadedConfig, now: datetime) -> tuple[list[_Job], int, bool]:
+        """Claim up to a batch of due rows: (jobs, rows held for quiet hours, whether
+        that was all that is due)."""
         jobs: list[_Job] = []
         held = 0
-        with self.database.session() as session:
-            # SQLite serialises writers already; PostgreSQL senders skip each other's rows.
+        catalogue = loaded.catalogue
+        limit = max(BATCH, 2 * self.concurrency)
+        with self._writing, self.database.session() as session:
+            # PostgreSQL senders skip each other's rows; SQLite has one writer at a time.
             rows = outbox.due_rows(
-                session, now, limit=BATCH, skip_locked=not self.database.is_sqlite
+                session, now, limit=limit, skip_locked=not self.database.is_sqlite
             )
             users = _users_of(session, rows)
             for row in rows:
@@ -165,46 +190,18 @@ class Deliverer:
                 else:
                     message = Message(row.title, row.body)
                 outbox.claim(row, now, message.title, message.body)
-                jobs.append(_Job(row.id, row.channel, message, row.kind))
+                jobs.append(_Job(row.id, row.channel, message, row.kind, loaded))
         if held:
             log.info("%d messages held until quiet hours end", held)
-        return jobs, held
+        return jobs, held, len(rows) < limit
+
+    def _keys(self, job: _Job) -> Keys:
+        """The limits a send of ``job`` is under (none for a channel no longer there)."""
+        assert job.loaded is not None
+        service = job.loaded.channels.service(job.channel)
+        return () if service is None else tuple(limits_of(service))
 
     # -- sending ------------------------------------------------------------------
-
-    def _send_all(self, jobs: list[_Job], loaded: LoadedConfig) -> DeliveryReport:
-        report = DeliveryReport()
-        lock = threading.Lock()
-        failed = threading.Event()
-        channels = loaded.channels
-        admin_targets = loaded.admin_targets()
-
-        accepted: set[int] = set()  # rows a channel took: sent, whether marked yet or not
-
-        def work(job: _Job) -> None:
-            # Each worker records its own send before it takes the next one, so at most
-            # one message per worker is ever sent but not yet marked.
-            if self.stopping.is_set() or failed.is_set():
-                return  # not sent: released below
-            try:
-                result = channels.send(job.channel, job.message)
-                if result.ok:
-                    with lock:
-                        accepted.add(job.row_id)
-                self._record(job, result, report, lock, admin_targets)
-            except BaseException:
-                failed.set()  # recording fails (the database): send no more of this batch
-                raise
-
-        futures = [self._pool.submit(work, job) for job in jobs]
-        wait(futures)  # never return while a worker is still sending
-        if failed.is_set() or self.stopping.is_set():
-            # The rest of the batch was never sent: give it back now, not after the lease.
-            # Sent rows whose mark failed stay claimed; the next _mark_sent marks them.
-            self._release([job.row_id for job in jobs if job.row_id not in accepted])
-        for future in futures:
-            future.result()  # the first failure, if any
-        return report
 
     def _release(self, row_ids: list[int], waits: Sequence[float] | None = None) -> None:
         """Release this process's claims on ``row_ids``; the database may still be down.
@@ -316,6 +313,181 @@ class Deliverer:
                 with self._unmarked_lock:
                     self._unmarked[:0] = batch
                 raise
+
+
+class _Pass:
+    """One delivery pass: claim due rows as workers free up, start each send as soon as
+    its service's limits allow, record every outcome; end when nothing due is left.
+
+    The calling thread dispatches; the Deliverer's pool sends. Claimed rows wait in
+    *lanes*, one per set of limits (a target), so a lane held back by its service
+    does not hold back the others. On a failure to record (the database) or a stop,
+    no more sends start; the claims not sent are given back.
+    """
+
+    def __init__(self, deliverer: Deliverer, report: DeliveryReport) -> None:
+        self.d = deliverer
+        self.report = report
+        self.report_lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.lanes: dict[Keys, deque[_Job]] = {}
+        self.queued = 0
+        self.in_flight = 0
+        self.started: list[_Job] = []
+        self.accepted: set[int] = set()  # rows a channel took: sent, marked yet or not
+        self.failure: BaseException | None = None
+        self.drained = False  # the last claim took every row due
+        self._admin: dict[int, list[str]] = {}  # admin targets per config in force
+
+    def run(self) -> None:
+        d = self.d
+        try:
+            while True:
+                action = self._next_action()
+                if action == "claim":
+                    self._claim_more()
+                elif action == "renew":
+                    self._renew()
+                else:
+                    break
+        except BaseException as exc:  # claiming or renewing failed: stop as for a send
+            with self.cond:
+                self.failure = self.failure or exc
+        finally:
+            with self.cond:
+                while self.in_flight:
+                    self.cond.wait()  # never return while a worker is still sending
+                unsent = [job.row_id for lane in self.lanes.values() for job in lane]
+                unsent += [job.row_id for job in self.started if job.row_id not in self.accepted]
+                self.lanes.clear()
+        if self.failure is not None or d.stopping.is_set():
+            # Never sent: give them back now, not after the lease. Sent rows whose mark
+            # failed stay claimed; the next _mark_sent marks them.
+            d._release(unsent)
+        if self.failure is not None:
+            raise self.failure
+
+    def _next_action(self) -> str:
+        """Start what may start; then say what the dispatcher does next: "claim",
+        "renew", or "end". Waits (for a send to end or a limit to allow) meanwhile."""
+        d = self.d
+        workers = d.concurrency
+        with self.cond:
+            while True:
+                if self.failure is not None or d.stopping.is_set():
+                    return "end"
+                wait = self._start_ready()
+                if not self.drained and (
+                    self.queued < workers
+                    or (self.in_flight < workers and self.queued < QUEUE_ROWS * BATCH)
+                ):
+                    return "claim"
+                if self.drained and not self.queued and not self.in_flight:
+                    return "end"
+                if self._stale():
+                    return "renew"
+                # Woken by a send's end (notify) or when a limit allows the next.
+                self.cond.wait(timeout=min(wait, RENEW_AFTER / 4))
+
+    def _start_ready(self) -> float:
+        """Start every queued send its limits allow (the oldest lanes first); returns
+        the seconds until a held-back one may start (inf: when a send ends)."""
+        d = self.d
+        workers = d.concurrency
+        now = time.monotonic()
+        soonest = math.inf
+        holding: set[LimitKey] = set()
+        with d._limiter_lock:
+            for keys, lane in list(self.lanes.items()):
+                if self.in_flight >= workers:
+                    break
+                if any(key in holding for key, _ in keys):
+                    continue
+                while lane and self.in_flight < workers:
+                    wait, held_by = d.limiter.check(keys, now)
+                    if wait > 0:
+                        holding.update(held_by)
+                        soonest = min(soonest, wait)
+                        break
+                    job = lane.popleft()
+                    d.limiter.start(keys)
+                    self.queued -= 1
+                    self.in_flight += 1
+                    self.started.append(job)
+                    d._pool.submit(self._send, job)
+                if not lane:
+                    del self.lanes[keys]
+        return soonest
+
+    def _claim_more(self) -> None:
+        d = self.d
+        loaded = d.loaded
+        if loaded is not d._limits_of:  # a reload: its limits apply from now on
+            with d._limiter_lock:
+                d.limiter.configure(loaded.config.delivery.overrides())
+            d._limits_of = loaded
+        jobs, held, drained = d._claim(loaded, d.clock.now())
+        now = time.monotonic()
+        for job in jobs:
+            job.keys = d._keys(job)  # may load the target's plugin: not under the lock
+            job.claimed = now
+        with self.cond:
+            self.report.held += held
+            self.drained = drained
+            for job in jobs:
+                self.lanes.setdefault(job.keys, deque()).append(job)
+            self.queued += len(jobs)
+
+    def _stale(self) -> bool:
+        horizon = time.monotonic() - RENEW_AFTER
+        return any(lane[0].claimed < horizon for lane in self.lanes.values())
+
+    def _renew(self) -> None:
+        """Renew the claims of rows waiting their turn long, so no sender takes them."""
+        d = self.d
+        now = time.monotonic()
+        with self.cond:
+            waiting = [
+                job
+                for lane in self.lanes.values()
+                for job in lane
+                if job.claimed < now - RENEW_AFTER / 2
+            ]
+        with d._writing, d.database.engine.begin() as connection:
+            outbox.renew_claims(connection, [job.row_id for job in waiting], d.clock.now())
+        for job in waiting:
+            job.claimed = now
+
+    def _send(self, job: _Job) -> None:
+        """A worker: send one message and record the outcome before taking another, so
+        at most one message per worker is ever sent but not yet marked."""
+        d = self.d
+        try:
+            if d.stopping.is_set() or self.failure is not None:
+                return  # not sent: released at the end of the pass
+            assert job.loaded is not None
+            result = job.loaded.channels.send(job.channel, job.message)
+            if result.ok:
+                with self.cond:
+                    self.accepted.add(job.row_id)
+            d._record(job, result, self.report, self.report_lock, self._admin_targets(job))
+        except BaseException as exc:  # recording failed (the database): send no more
+            with self.cond:
+                self.failure = self.failure or exc
+        finally:
+            with d._limiter_lock:
+                d.limiter.finish(job.keys)
+            with self.cond:
+                self.in_flight -= 1
+                self.cond.notify_all()
+
+    def _admin_targets(self, job: _Job) -> list[str]:
+        assert job.loaded is not None
+        key = id(job.loaded)
+        targets = self._admin.get(key)
+        if targets is None:
+            targets = self._admin[key] = job.loaded.admin_targets()
+        return targets
 
 
 def _render(

@@ -79,6 +79,7 @@ __all__ = [
     "release_own_claims",
     "reminder_key",
     "reminder_key_sql",
+    "renew_claims",
     "report_to_admin",
     "selectors_stale_key",
     "source_event_key",
@@ -445,6 +446,24 @@ def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
         .returning(OutboxRow.id)
     )
     return len(released.all())
+
+
+def renew_claims(connection: Connection, row_ids: Sequence[int], now: datetime) -> int:
+    """Renew this process's claims on ``row_ids`` (waiting their turn under a slow
+    service's limit), so no sender takes them for a lapsed lease. Returns how many."""
+    if not row_ids:
+        return 0
+    renewed = connection.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.id.in_(row_ids),
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.claimed_by == claim_owner(),
+        )
+        .values(claimed_at=now)
+        .returning(OutboxRow.id)
+    )
+    return len(renewed.all())
 
 
 def _is_dead(owner: str, host: str) -> bool:
