@@ -32,6 +32,9 @@ class WebhookReceiver:
     status: int = 200
     delay: float = 0.0
     on_post: Callable[[], None] | None = None  # runs while a request waits for its answer
+    peak: int = 0  # the most requests it was answering at once
+    started: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, path)
+    _open: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -40,6 +43,17 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                with receiver._lock:
+                    receiver._open += 1
+                    receiver.peak = max(receiver.peak, receiver._open)
+                    receiver.started.append((time.monotonic(), self.path))
+                try:
+                    self._answer()
+                finally:
+                    with receiver._lock:
+                        receiver._open -= 1
+
+            def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 if receiver.delay:

@@ -279,6 +279,29 @@ def test_environment_default_is_used_when_unset() -> None:
             "cfg.yaml: scraping.respect_robots: Input should be a valid boolean",
         ),
         (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\ndelivery: {workers: 0}",
+            "cfg.yaml: delivery.workers: Input should be greater than or equal to 1",
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\ndelivery: {limits: {'https://smtp.example.org': "
+            "{connections: 2}}}",
+            "cfg.yaml: delivery.limits: 'https://smtp.example.org' is not a host name: "
+            "write the host as in the URL",
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\ndelivery: {limits: {smtp.example.org: {}}}",
+            'cfg.yaml: delivery.limits["smtp.example.org"]: set connections, per_second or both',
+        ),
+        (
+            "timezone: Asia/Almaty",
+            "timezone: Asia/Almaty\ndelivery: {limits: {smtp.example.org: {per_second: 0}}}",
+            'cfg.yaml: delivery.limits["smtp.example.org"].per_second: Input should be '
+            "greater than 0",
+        ),
+        (
             "digest: daily",
             "digest: daily\n      every: 1h",
             "cfg.yaml: users[0].promotions.every: unknown setting (check the spelling)",

@@ -385,6 +385,7 @@ def test_a_hundred_thousand_unknown_keys_print_thirty_lines_and_a_count(
         ),
         ("users: [{name: a, notify: [me], promotions: {digets: daily}}]", "digest", "digest"),
         ("scraping: {user_agnet: x}", "user_agent", "scraping.user_agnet"),
+        ("delivery: {workres: 8}", "workers", "delivery.workres"),
     ],
 )
 def test_a_misspelt_key_gets_a_did_you_mean(

@@ -1,0 +1,207 @@
+"""Delivery under per-service limits, against real webhook receivers on loopback.
+
+The limits themselves are tested in test_limits.py; here a whole Deliverer sends
+through real Apprise clients and the receivers count what reaches them: how many
+at once, how fast, in what order, and that every message arrives exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+import watcher.channels
+import watcher.delivery
+from tests.conftest import MakeApp, WriteConfig
+from tests.servers import WebhookReceiver
+from watcher.app import App
+from watcher.clock import FixedClock
+from watcher.outbox import NewMessage, enqueue
+
+NOW = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def second_webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def config(write_config: WriteConfig, channels: dict[str, str], delivery: str = "") -> Path:
+    lines = "\n".join(f"  {name}: '{url}'" for name, url in channels.items())
+    return write_config(f"channels:\n{lines}\n{delivery}\nusers: []\n")
+
+
+def queue(app: App, channel: str, count: int, tag: str = "") -> list[str]:
+    titles = [f"{tag or channel} #{i:02d}" for i in range(count)]
+    with app.database.session() as session:
+        enqueue(
+            session,
+            [NewMessage(f"t:{t}", channel, "admin", title=t, body="x") for t in titles],
+            app.clock.now(),
+        )
+    return titles
+
+
+def test_a_host_never_gets_more_connections_than_its_limit(
+    make_app: MakeApp, write_config: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    path = config(
+        write_config,
+        {"hook": webhook.url()},
+        "delivery:\n  workers: 16\n  limits:\n    127.0.0.1: {connections: 3}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    webhook.delay = 0.05
+    titles = queue(app, "hook", 24)
+    report = app.deliver()
+    assert report.sent == 24
+    assert Counter(webhook.titles()) == Counter(titles)  # each once
+    assert webhook.peak == 3  # up to the limit, never past it
+
+
+def test_without_a_limit_the_workers_are_the_cap(
+    make_app: MakeApp, write_config: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    path = config(write_config, {"hook": webhook.url()}, "delivery:\n  workers: 6")
+    app = make_app(path, clock=FixedClock(NOW))
+    webhook.delay = 0.05
+    queue(app, "hook", 30)
+    app.deliver()
+    assert len(webhook.titles()) == 30
+    assert webhook.peak == 6
+
+
+def test_a_rate_limit_paces_the_sends(
+    make_app: MakeApp, write_config: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    rate = 8.0
+    path = config(
+        write_config,
+        {"hook": webhook.url()},
+        f"delivery:\n  limits:\n    127.0.0.1: {{per_second: {rate}}}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    titles = queue(app, "hook", 20)
+    app.deliver()
+    assert sorted(webhook.titles()) == titles
+    # A second's burst, then the rate: in any stretch of time, no more arrived than
+    # that allows (one more for the network's jitter between start and arrival).
+    times = sorted(at for at, _ in webhook.started)
+    for a in range(len(times)):
+        for b in range(a, len(times)):
+            assert b - a + 1 <= rate + (times[b] - times[a]) * rate + 1
+
+
+def test_a_slow_limited_service_does_not_hold_up_another(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    second_webhook: WebhookReceiver,
+) -> None:
+    # The slow host's messages are older, so they come first in the outbox; one at a
+    # time, 0.2 s each. The other host's messages must not queue behind them.
+    slow, fast = webhook, second_webhook
+    fast_url = fast.url().replace("127.0.0.1", "localhost")
+    path = config(
+        write_config,
+        {"slow": slow.url(), "fast": fast_url},
+        "delivery:\n  workers: 4\n  limits:\n    127.0.0.1: {connections: 1}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    slow.delay = 0.2
+    queue(app, "slow", 6)
+    queue(app, "fast", 12)
+    app.deliver()
+    assert len(fast.titles()) == 12 and len(slow.titles()) == 6
+    fast_done = max(at for at, _ in fast.started)
+    slow_starts = sorted(at for at, _ in slow.started)
+    assert fast_done < slow_starts[2], "the fast host waited behind the slow one"
+
+
+def test_clients_are_reused_and_apprise_does_not_pause_between_sends(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ntfy's plugin declares no pause, so Apprise would wait its generic 5.5 s between
+    # two sends through one client: our clients have that off (we pace per service).
+    built: list[object] = []
+    original = watcher.channels._client
+
+    def counting(url: str) -> object:
+        client = original(url)
+        built.append(client)
+        return client
+
+    monkeypatch.setattr(watcher.channels, "_client", counting)
+    ntfy = f"ntfy://127.0.0.1:{webhook.port}/topic"
+    path = config(write_config, {"hook": ntfy}, "delivery:\n  workers: 3")
+    app = make_app(path, clock=FixedClock(NOW))
+    queue(app, "hook", 30)
+    report = app.deliver()
+    assert report.sent == 30 and webhook.requests == 30
+    assert 1 <= len(built) <= 3 + 1  # one per worker (and one to read the service)
+    for client in built:
+        assert all(plugin.request_rate_per_sec == 0 for plugin in client)  # type: ignore[attr-defined]
+
+
+def test_claims_waiting_long_behind_a_limit_are_renewed(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows that wait their turn longer than RENEW_AFTER get their claim renewed, so
+    # another sender never takes them for a lapsed lease while this one is alive.
+    monkeypatch.setattr(watcher.delivery, "RENEW_AFTER", 0.4)
+    clock = FixedClock(NOW)
+    path = config(
+        write_config,
+        {"hook": webhook.url()},
+        "delivery:\n  limits:\n    127.0.0.1: {connections: 1, per_second: 4}",
+    )
+    app = make_app(path, clock=clock)
+    titles = queue(app, "hook", 12)  # 3 s at 4 a second
+    renewals: list[str] = []
+
+    @event.listens_for(app.database.engine, "before_cursor_execute")
+    def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE outbox SET claimed_at"):
+            renewals.append(statement)
+
+    app.deliver()
+    assert renewals, "no claim was renewed"
+    assert sorted(webhook.titles()) == titles
+    with app.database.session() as session:
+        from sqlalchemy import select
+
+        from watcher.db import OutboxRow
+
+        rows = session.scalars(select(OutboxRow)).all()
+        assert {row.status for row in rows} == {"sent"}
+        assert all(row.claimed_by is None for row in rows)
+
+
+def test_replicas_share_a_limit(
+    make_app: MakeApp, write_config: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    path = config(
+        write_config,
+        {"hook": webhook.url()},
+        "delivery:\n  workers: 16\n  limits:\n    127.0.0.1: {connections: 4}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    app.deliverer.set_replicas(2)  # as App.plan does when it sees two daemons
+    webhook.delay = 0.05
+    queue(app, "hook", 20)
+    app.deliver()
+    assert len(webhook.titles()) == 20
+    assert webhook.peak == 2
