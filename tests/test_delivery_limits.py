@@ -205,3 +205,16 @@ def test_replicas_share_a_limit(
     app.deliver()
     assert len(webhook.titles()) == 20
     assert webhook.peak == 2
+
+
+def test_clients_kept_for_reuse_are_bounded(
+    webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service for thousands of people sends once to each of thousands of targets:
+    # only the most recently used clients are kept.
+    monkeypatch.setattr(watcher.channels, "MAX_IDLE_CLIENTS", 2)
+    channels = watcher.channels.Channels({f"c{i}": [webhook.url(f"p{i}")] for i in range(5)})
+    for i in range(5):
+        assert channels.send(f"c{i}", watcher.channels.Message("t", "b")).ok
+    assert channels._idle_count == 2
+    assert list(channels._idle) == [webhook.url("p3"), webhook.url("p4")]

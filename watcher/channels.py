@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import apprise
 
 CONSOLE_URL = "console://"
+MAX_IDLE_CLIENTS = 1024  # clients kept for reuse (a few KiB each), least recent dropped
 
 __all__ = ["CONSOLE_URL", "Channels", "SendResult", "send_test", "target_names"]
 
@@ -55,7 +57,9 @@ class Channels:
             for target, url in zip(target_names(name, len(urls)), urls, strict=True):
                 self._urls[target] = url.strip()
         self._lock = threading.Lock()
-        self._idle: dict[str, list[apprise.Apprise]] = {}  # clients not sending now
+        # Clients not sending now, by URL, least recently used first.
+        self._idle: OrderedDict[str, list[apprise.Apprise]] = OrderedDict()
+        self._idle_count = 0
         self._services: dict[str, Service] = {}
 
     def targets(self, name: str) -> list[str]:
@@ -118,12 +122,18 @@ class Channels:
         with self._lock:
             idle = self._idle.get(url)
             if idle:
+                self._idle_count -= 1
                 return idle.pop()
         return _client(url)
 
     def _give_back(self, url: str, client: apprise.Apprise) -> None:
         with self._lock:
             self._idle.setdefault(url, []).append(client)
+            self._idle.move_to_end(url)
+            self._idle_count += 1
+            while self._idle_count > MAX_IDLE_CLIENTS:  # thousands of one-off targets
+                _, dropped = self._idle.popitem(last=False)
+                self._idle_count -= len(dropped)
 
 
 def _failure(reason: str, url: str) -> SendResult:

@@ -54,6 +54,7 @@ GIVE_UP_AFTER = timedelta(hours=48)
 BATCH = 200  # rows claimed at a time (at least twice the workers)
 QUEUE_ROWS = 4  # batches a pass may hold claimed while their services make them wait
 RENEW_AFTER = 60.0  # seconds a claimed row may wait its turn before its claim is renewed
+WAKE_EVERY = 0.5  # the longest a pass sleeps without looking at the stop signal
 # Pauses (seconds) before trying again to release a failed batch's claims while the
 # database is down; then the claim lease takes over.
 RELEASE_WAITS = (0.5, 2.0)
@@ -123,6 +124,7 @@ class Deliverer:
         self.clock = clock
         # Sends in flight at once; a reload keeps the pool (a restart resizes it).
         self.concurrency = concurrency or loaded.config.delivery.workers
+        self.batch = max(BATCH, 2 * self.concurrency)  # rows claimed at a time
         self.limiter = Limiter(loaded.config.delivery.overrides())
         self._limits_of: LoadedConfig = loaded  # the config the limiter was set from
         self.rng = rng or random.Random()
@@ -170,7 +172,7 @@ class Deliverer:
         jobs: list[_Job] = []
         held = 0
         catalogue = loaded.catalogue
-        limit = max(BATCH, 2 * self.concurrency)
+        limit = self.batch
         with self._writing, self.database.session() as session:
             # PostgreSQL senders skip each other's rows; SQLite has one writer at a time.
             rows = outbox.due_rows(
@@ -333,7 +335,7 @@ class _Pass:
         self.lanes: dict[Keys, deque[_Job]] = {}
         self.queued = 0
         self.in_flight = 0
-        self.started: list[_Job] = []
+        self.started: list[int] = []  # rows handed to a worker
         self.accepted: set[int] = set()  # rows a channel took: sent, marked yet or not
         self.failure: BaseException | None = None
         self.drained = False  # the last claim took every row due
@@ -358,7 +360,7 @@ class _Pass:
                 while self.in_flight:
                     self.cond.wait()  # never return while a worker is still sending
                 unsent = [job.row_id for lane in self.lanes.values() for job in lane]
-                unsent += [job.row_id for job in self.started if job.row_id not in self.accepted]
+                unsent += [row_id for row_id in self.started if row_id not in self.accepted]
                 self.lanes.clear()
         if self.failure is not None or d.stopping.is_set():
             # Never sent: give them back now, not after the lease. Sent rows whose mark
@@ -379,15 +381,16 @@ class _Pass:
                 wait = self._start_ready()
                 if not self.drained and (
                     self.queued < workers
-                    or (self.in_flight < workers and self.queued < QUEUE_ROWS * BATCH)
+                    or (self.in_flight < workers and self.queued < QUEUE_ROWS * d.batch)
                 ):
                     return "claim"
                 if self.drained and not self.queued and not self.in_flight:
                     return "end"
                 if self._stale():
                     return "renew"
-                # Woken by a send's end (notify) or when a limit allows the next.
-                self.cond.wait(timeout=min(wait, RENEW_AFTER / 4))
+                # Woken by a send's end (notify), when a limit allows the next, or to
+                # look at the stop signal and the claims' age.
+                self.cond.wait(timeout=min(wait, WAKE_EVERY))
 
     def _start_ready(self) -> float:
         """Start every queued send its limits allow (the oldest lanes first); returns
@@ -410,11 +413,18 @@ class _Pass:
                         soonest = min(soonest, wait)
                         break
                     job = lane.popleft()
-                    d.limiter.start(keys)
                     self.queued -= 1
+                    try:
+                        d._pool.submit(self._send, job)
+                    except BaseException:
+                        lane.appendleft(job)  # given back with the rest at the end
+                        self.queued += 1
+                        raise
+                    # Counted after the hand-off: the worker cannot end it before we
+                    # let go of the locks, and a failed hand-off counts nothing.
+                    d.limiter.start(keys)
                     self.in_flight += 1
-                    self.started.append(job)
-                    d._pool.submit(self._send, job)
+                    self.started.append(job.row_id)
                 if not lane:
                     del self.lanes[keys]
         return soonest
