@@ -473,9 +473,8 @@ def _check(args: argparse.Namespace) -> int:
         return _check_json(path)
     config = load_config(path).config
     sims = config.sims()
-    print(
-        f"{path}: OK — {len(config.users)} users, {len(sims)} SIMs, {len(config.channels)} channels"
-    )
+    counts = [(len(config.users), "user"), (len(sims), "SIM"), (len(config.channels), "channel")]
+    print(f"{path}: OK — " + ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts))
     for name, urls in config.channels.items():
         for url in urls:
             print(f"  channel {name}: {mask_url(url)}")
