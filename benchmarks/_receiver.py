@@ -7,9 +7,10 @@ the sender for the GIL.
 
 - ``POST <any path>``: an Apprise ``json://`` notification; counted by its title.
 - ``GET /_stats``: ``{"requests": N, "titles": {title: count}, "cpu": seconds,
-  "last": T}``, T the ``time.monotonic()`` of the last arrival (None before the first).
-  Linux's monotonic clock is one clock for the whole machine, so a sender process can
-  time "from my start to the last arrival" with it.
+  "last": T}``, T the ``time.monotonic()`` when the last message was counted, after its
+  latency, just before its answer (None before the first). Linux's monotonic clock is
+  one clock for the whole machine, so another process can time "from the go to the
+  last arrival" with it.
 - ``POST /_reset``: forget everything counted so far.
 """
 
