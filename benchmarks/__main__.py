@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-work",
         action="store_true",
-        help=f"keep the databases and files made under {WORK_DIR}",
+        help=f"keep the databases and files made under {WORK_DIR} "
+        "(and delivery's PostgreSQL schema watcher_bench)",
     )
     return parser.parse_args(argv)
 
@@ -77,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = WORK_DIR / name
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-        options = Options(quick=args.quick, work_dir=work_dir, log=_logger(console, name))
+        options = Options(
+            quick=args.quick,
+            work_dir=work_dir,
+            log=_logger(console, name),
+            keep_work=args.keep_work,
+        )
         console.rule(name)
         started = time.perf_counter()
         try:

@@ -22,6 +22,7 @@ class Options:
     quick: bool
     work_dir: Path  # a directory of its own, already created
     log: Callable[[str], None]  # one progress line
+    keep_work: bool = False  # leave what the benchmark made (files, a scratch schema)
 
 
 @dataclass(frozen=True)

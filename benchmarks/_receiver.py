@@ -6,7 +6,11 @@ notification service, so it runs in a process of its own and does not compete wi
 the sender for the GIL.
 
 - ``POST <any path>``: an Apprise ``json://`` notification; counted by its title.
-- ``GET /_stats``: ``{"requests": N, "titles": {title: count}, "cpu": seconds}``.
+- ``GET /_stats``: ``{"requests": N, "titles": {title: count}, "cpu": seconds,
+  "last": T}``, T the ``time.monotonic()`` when the last message was counted, after its
+  latency, just before its answer (None before the first). Linux's monotonic clock is
+  one clock for the whole machine, so another process can time "from the go to the
+  last arrival" with it.
 - ``POST /_reset``: forget everything counted so far.
 """
 
@@ -29,11 +33,14 @@ class Tally:
         self.lock = threading.Lock()
         self.requests = 0
         self.titles: Counter[str] = Counter()
+        self.last: float | None = None
 
     def record(self, title: str) -> None:
+        arrived = time.monotonic()
         with self.lock:
             self.requests += 1
             self.titles[title] += 1
+            self.last = arrived if self.last is None else max(self.last, arrived)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -43,12 +50,14 @@ class Tally:
                 "requests": self.requests,
                 "titles": dict(self.titles),
                 "cpu": time.process_time(),
+                "last": self.last,
             }
 
     def reset(self) -> None:
         with self.lock:
             self.requests = 0
             self.titles.clear()
+            self.last = None
 
 
 def make_server(latency: float, port: int = 0) -> ThreadingHTTPServer:
