@@ -111,6 +111,7 @@ class App:
 
     @functools.cached_property
     def deliverer(self) -> Deliverer:
+        from watcher import outbox
         from watcher.delivery import Deliverer
 
         return Deliverer(
@@ -120,6 +121,7 @@ class App:
             concurrency=self.concurrency,
             stopping=self.stopping,
             on_outcome=self.metrics.message,
+            owner=outbox.claim_owner(self.replica),  # its claims live as long as it beats
         )
 
     @functools.cached_property
@@ -143,8 +145,30 @@ class App:
                 record_loaded(session, self.loaded, self.clock.now())
             return report
 
+    def beat_replica(self) -> None:
+        """Record that this daemon is alive (and on which config), in a transaction of its
+        own; drop the rows of daemons gone for a week.
+
+        The daemon does it every few seconds, whatever planning and delivery are doing:
+        a replica that stops beating has its claims taken over by the others
+        (``outbox.SENDER_DEAD``). ``run --once`` never beats, so its claims keep the lease.
+        """
+        from watcher.heartbeat import beat, prune_replicas, replica_name
+
+        now = self.clock.now()
+        with self.database.session() as session:
+            beat(session, replica_name(self.replica, self.loaded.digest), now)
+            prune_replicas(session, now)
+
+    def retire_replica(self) -> None:
+        """Tell the other replicas that this daemon stopped: not live, nothing of it held."""
+        from watcher.heartbeat import retire_replica
+
+        with self.database.session() as session:
+            retire_replica(session, self.replica, self.clock.now())
+
     def plan(self) -> int:
-        from watcher.heartbeat import PLANNER, REPLICA_LIVE, REPLICA_PREFIX, beat, live_replicas
+        from watcher.heartbeat import PLANNER, REPLICA_LIVE, beat, live_replicas
         from watcher.leases import exclusive
         from watcher.reminders.planner import plan_due
 
@@ -157,7 +181,7 @@ class App:
             written = plan_due(session, now) if mine else 0  # else another replica's pass
             if mine:
                 beat(session, PLANNER, now)
-            beat(session, f"{REPLICA_PREFIX}{self.replica}:{self.loaded.digest[:8]}", now)
+            # This daemon's own row is beaten by beat_replica, outside this transaction.
             live = live_replicas(session, now, REPLICA_LIVE)
         self._check_replicas(live, now)
         return written

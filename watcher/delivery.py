@@ -97,8 +97,11 @@ class Deliverer:
         stopping: threading.Event | None = None,
         on_outcome: Callable[[str, str, str], None] | None = None,
         release_waits: Sequence[float] = RELEASE_WAITS,
+        owner: str | None = None,
     ) -> None:
         self.database = database
+        # Who its claims name: a daemon's replica id, which its heartbeat keeps alive.
+        self.owner = owner or outbox.claim_owner()
         # (kind, channel, "sent" | "failed" | "dead") for each message handed to a channel
         self.on_outcome = on_outcome
         self.loaded = loaded
@@ -164,7 +167,7 @@ class Deliverer:
                     message = _render(session, catalogue, row, user, now)
                 else:
                     message = Message(row.title, row.body)
-                outbox.claim(row, now, message.title, message.body)
+                outbox.claim(row, now, message.title, message.body, owner=self.owner)
                 jobs.append(_Job(row.id, row.channel, message, row.kind))
         if held:
             log.info("%d messages held until quiet hours end", held)
@@ -218,7 +221,7 @@ class Deliverer:
         for pause in [*(self.release_waits if waits is None else waits), None]:
             try:
                 with self._writing, self.database.engine.begin() as connection:
-                    released = outbox.release_own_claims(connection, row_ids)
+                    released = outbox.release_own_claims(connection, row_ids, owner=self.owner)
             except SQLAlchemyError as exc:
                 if pause is None:
                     log.warning(
