@@ -1,7 +1,8 @@
 """A replica that dies and is not restarted: the others take its claims over once its
 heartbeat has stopped for SENDER_DEAD, not after the whole claim lease; a live replica's
-claims and a heartbeat-less sender's (``run --once``) keep the lease. SQLite and
-PostgreSQL, with the clock moved by hand.
+claims and a heartbeat-less sender's (``run --once``) keep the lease. Silence only counts
+while some replica beat steadily: after a database outage, nobody is judged dead until
+one has. SQLite and PostgreSQL, with the clock moved by hand.
 """
 
 from __future__ import annotations
@@ -40,9 +41,23 @@ def queue_claimed(database: Database, keys: list[str], owner: str, at: datetime 
             row.claimed_at, row.claimed_by = at, owner
 
 
-def beat_as(database: Database, replica: str, at: datetime, digest: str = "d1gest00") -> None:
+def beat_as(
+    database: Database,
+    replica: str,
+    at: datetime,
+    digest: str = "d1gest00",
+    since: datetime | None = None,
+) -> None:
+    """A beat of ``replica`` at ``at``, beating without a gap since ``since`` (else ``at``)."""
     with database.session() as session:
-        heartbeat.beat(session, heartbeat.replica_name(replica, digest), at)
+        heartbeat.beat_replica(session, replica, digest, at, since or at)
+
+
+WITNESS = "0123456789ab"  # a replica beating steadily all along
+
+
+def witness(database: Database, at: datetime) -> None:
+    beat_as(database, WITNESS, at, since=T0 - timedelta(hours=1))
 
 
 def keys_due(database: Database, now: datetime) -> list[str]:
@@ -56,6 +71,7 @@ def test_a_replica_that_stopped_beating_loses_its_claims_after_sender_dead(
 ) -> None:
     queue_claimed(database, ["x1", "x2"], "secret-host:7:aaaaaaaaaaaa")
     beat_as(database, "aaaaaaaaaaaa", T0)  # then it dies: no more beats
+    witness(database, T0 + SENDER_DEAD)
 
     assert keys_due(database, T0 + SENDER_DEAD) == []
     with caplog.at_level(logging.WARNING, logger="watcher.outbox"):
@@ -64,6 +80,20 @@ def test_a_replica_that_stopped_beating_loses_its_claims_after_sender_dead(
     assert "aaaaaaaaaaaa" in line and "2 messages" in line and "may arrive twice" in line
     assert "secret-host" not in line
     assert SENDER_DEAD < CLAIM_LEASE
+
+
+def test_after_a_database_outage_silence_counts_only_once_a_replica_beat_steadily(
+    database: Database,
+) -> None:
+    # Both replicas were cut off for two minutes; b's heartbeat got through first. a may
+    # have sent rows it could not mark yet: it gets SENDER_DEAD to come back and say so.
+    queue_claimed(database, ["cut-off"], "host:7:aaaaaaaaaaaa")
+    beat_as(database, "aaaaaaaaaaaa", T0)
+    back = T0 + timedelta(minutes=2)
+    for step in range(7):
+        beat_as(database, "bbbbbbbbbbbb", back + step * BEAT, since=back)
+    assert keys_due(database, back + SENDER_DEAD - SECOND) == []
+    assert keys_due(database, back + SENDER_DEAD) == ["cut-off"]
 
 
 def test_a_beating_replica_keeps_its_claims_until_the_lease_caps_them(database: Database) -> None:
@@ -93,13 +123,15 @@ def test_old_replica_rows_are_pruned_and_nothing_else(database: Database) -> Non
     with database.session() as session:
         heartbeat.beat(session, heartbeat.PLANNER, T0)
         heartbeat.beat(session, heartbeat.replica_name("eeeeeeeeeeee", "d1gest00"), T0)
+        heartbeat.beat_replica(session, "eeeeeeeeeeee", "d1gest00", T0, T0)
         kept = now - heartbeat.REPLICA_KEEP + SECOND
-        heartbeat.beat(session, heartbeat.replica_name("ffffffffffff", "d1gest00"), kept)
+        heartbeat.beat_replica(session, "ffffffffffff", "d1gest00", kept, T0)  # steady for long
     with database.session() as session:
         assert heartbeat.prune_replicas(session, now) == 1
     with database.session() as session:
         names = set(session.scalars(select(Heartbeat.name)))
-    assert names == {heartbeat.PLANNER, heartbeat.replica_name("ffffffffffff", "d1gest00")}
+    kept_rows = {heartbeat.replica_name("ffffffffffff", "d1gest00"), "steady:ffffffffffff"}
+    assert names == {heartbeat.PLANNER, *kept_rows}
 
 
 def test_owners_made_by_this_process_are_alive_and_earlier_runs_with_its_pid_dead(
@@ -170,6 +202,7 @@ def test_a_dead_replicas_batch_is_sent_by_another_a_minute_later(
 ) -> None:
     a, b, clock = two_apps
     a.beat_replica()
+    b.beat_replica()
     assert len(claim_as(a, 5)) == 5
     assert a.deliverer.owner.endswith(f":{a.replica}")
     for _ in range(6):  # a is dead; b beats on
@@ -237,6 +270,24 @@ def test_beating_prunes_replica_rows_older_than_a_week(
         }
 
 
+def test_a_replica_back_from_an_outage_keeps_its_claims_from_one_back_first(
+    two_apps: tuple[App, App, FixedClock], webhook: WebhookReceiver
+) -> None:
+    a, b, clock = two_apps
+    a.beat_replica()
+    b.beat_replica()
+    claim_as(a, 3)  # say a sent them, and the database went before it could mark them
+    clock.advance(timedelta(minutes=2))  # nobody beats while it is away
+    b.beat_replica()  # b is back first
+    assert b.deliver().sent == 0
+    for _ in range(12):  # a is back too within a beat; both beat on
+        clock.advance(BEAT)
+        a.beat_replica()
+        b.beat_replica()
+        assert b.deliver().sent == 0
+    assert webhook.received == []
+
+
 # --- the daemon's heartbeat job -------------------------------------------------------------
 
 
@@ -272,3 +323,4 @@ def test_the_daemon_beats_while_planning_hangs_and_retires_its_row_at_stop(
         assert a.replica not in live
         [beaten] = heartbeat.newest_replica_beats(session, [a.replica]).values()
         assert beaten < clock.now() - SENDER_DEAD  # what it left claimed is free at once
+    assert beat_of(b, f"{heartbeat.STEADY_PREFIX}{a.replica}") is None

@@ -71,6 +71,9 @@ class App:
         # different config files.
         self.replica = secrets.token_hex(6)
         self._mismatch_since: datetime | None = None
+        # Its own last beat, and since when it has beaten with no long gap (heartbeat).
+        self._beaten: datetime | None = None
+        self._steady_since: datetime | None = None
 
     @classmethod
     def from_path(
@@ -153,12 +156,16 @@ class App:
         a replica that stops beating has its claims taken over by the others
         (``outbox.SENDER_DEAD``). ``run --once`` never beats, so its claims keep the lease.
         """
-        from watcher.heartbeat import beat, prune_replicas, replica_name
+        from watcher.heartbeat import STEADY_GAP, beat_replica, prune_replicas
 
         now = self.clock.now()
+        steady_since = self._steady_since
+        if steady_since is None or self._beaten is None or now - self._beaten > STEADY_GAP:
+            steady_since = now  # first beat, or the first after the database was away
         with self.database.session() as session:
-            beat(session, replica_name(self.replica, self.loaded.digest), now)
+            beat_replica(session, self.replica, self.loaded.digest, now, steady_since)
             prune_replicas(session, now)
+        self._beaten, self._steady_since = now, steady_since
 
     def retire_replica(self) -> None:
         """Tell the other replicas that this daemon stopped: not live, nothing of it held."""

@@ -361,7 +361,10 @@ def _dead_owners(session: Session, now: datetime) -> dict[str, _DeadReplica]:
 
     Two small queries: the distinct owners of pending claimed rows (one per sender),
     then the newest beats of their replicas. An owner without a heartbeat row is not
-    here: nothing says it stopped, so its lease runs out instead.
+    here: nothing says it stopped, so its lease runs out instead. Nor is anyone while no
+    replica has beaten steadily for SENDER_DEAD: after a database outage every beat is
+    old, and a replica back later than this one may hold rows it sent but could not
+    mark yet; it gets SENDER_DEAD to beat again.
     """
     owners = session.scalars(
         select(OutboxRow.claimed_by)
@@ -375,11 +378,15 @@ def _dead_owners(session: Session, now: datetime) -> dict[str, _DeadReplica]:
     ).all()
     replica_of = {owner: owner.rsplit(":", 1)[-1] for owner in owners if owner}
     beats = heartbeat.newest_replica_beats(session, set(replica_of.values()))
-    return {
+    dead = {
         owner: _DeadReplica(replica, beats[replica])
         for owner, replica in replica_of.items()
         if replica in beats and beats[replica] < now - SENDER_DEAD
     }
+    if dead and not heartbeat.steady_replica(session, now, SENDER_DEAD):
+        log.debug("%d senders look dead, but no replica has beaten steadily: waiting", len(dead))
+        return {}
+    return dead
 
 
 def _log_takeover(rows: Sequence[OutboxRow], dead: dict[str, _DeadReplica], now: datetime) -> None:
