@@ -109,6 +109,7 @@ class Daemon:
         self.app = app
         self.grace = grace
         self.beat_every = beat_every
+        self._beaten = False  # its heartbeat row exists: stop() retires it
         self.stop_requested = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._force_reload = threading.Event()
@@ -143,6 +144,7 @@ class Daemon:
         release_dead_claims(app)
         app.sync(by_daemon=True)
         app.beat_replica()  # before its first claim: a claim without a beat keeps the lease
+        self._beaten = True
         app.deliverer  # noqa: B018 -- built here, before the jobs' threads race to build it
         now = datetime.now(UTC)
         common: dict[str, Any] = {
@@ -280,6 +282,8 @@ class Daemon:
 
     def _retire(self) -> None:
         # Its claims were given back as delivery stopped; no longer counted live either.
+        if not self._beaten:
+            return
         try:
             self.app.retire_replica()
         except Exception as exc:
