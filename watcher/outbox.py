@@ -3,8 +3,8 @@
 This module owns the rows. Everything that reads or writes them is below: enqueueing
 (with the dedup keys that make a replay harmless), claiming due rows for a sender,
 marking them sent, recording a failure or a death, cancelling what no longer applies,
-releasing and taking over the claims of senders that died, and reporting to the admin. Delivery
-decides *when* and *how* to send; this module keeps the bookkeeping consistent.
+releasing or taking over the claims of senders that died, and reporting to the admin.
+Delivery decides *when* and *how* to send; this module keeps the bookkeeping consistent.
 
 A row is unique on ``(dedup_key, channel)``: whatever queues the same message twice
 (a planner replay, two processes racing, a rerun after a crash) queues it once.
