@@ -1,7 +1,7 @@
 """Replicas on one database that run different config files: admin is told, once.
 
 Two Apps on one database (a SQLite file, or PostgreSQL) stand for two daemons; each
-beats its heartbeat row with its config's digest at each planning pass.
+beats its heartbeat row with its config's digest (the daemon's heartbeat job) and plans.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ def mismatch_reports(app: App) -> list[OutboxRow]:
 
 
 def passes(apps: tuple[App, ...], clock: FixedClock, minutes: int) -> None:
-    """Planning passes of every app every 30 s for ``minutes``."""
+    """Heartbeats and planning passes of every app every 30 s for ``minutes``."""
     for _ in range(minutes * 2):
         for app in apps:
+            app.beat_replica()
             app.plan()
         clock.advance(timedelta(seconds=30))
 

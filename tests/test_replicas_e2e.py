@@ -10,8 +10,9 @@ concurrency). The counts are printed (pytest -s).
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.servers import WebhookReceiver, wait_for
 from tests.test_e2e import IN_FLIGHT_MAX, Watcher
 from watcher.db import Database, OutboxRow
-from watcher.outbox import Kind, NewMessage, enqueue
+from watcher.outbox import CLAIM_LEASE, SENDER_DEAD, Kind, NewMessage, enqueue
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,6 +54,21 @@ def harness(tmp_path: Path) -> Any:
     watcher.close()
 
 
+def queue_messages(count: int) -> tuple[Database, list[str]]:
+    database = Database(str(POSTGRES_URL))
+    titles = [f"message {n:05d}" for n in range(count)]
+    with database.session() as session:
+        enqueue(
+            session,
+            [
+                NewMessage(f"replica-test:{n}", "hook", Kind.ADMIN, title=title, body=title)
+                for n, title in enumerate(titles)
+            ],
+            datetime.now(UTC),
+        )
+    return database, titles
+
+
 def test_three_replicas_one_killed_and_restarted_deliver_every_message(
     harness: Watcher,
 ) -> None:
@@ -60,17 +76,7 @@ def test_three_replicas_one_killed_and_restarted_deliver_every_message(
     try:
         harness.write_config({"hook": webhook.url()}, [])
         assert harness.cli("db", "upgrade").code == 0
-        database = Database(str(POSTGRES_URL))
-        titles = [f"message {n:05d}" for n in range(MESSAGES)]
-        with database.session() as session:
-            enqueue(
-                session,
-                [
-                    NewMessage(f"replica-test:{n}", "hook", Kind.ADMIN, title=title, body=title)
-                    for n, title in enumerate(titles)
-                ],
-                datetime.now(UTC),
-            )
+        database, titles = queue_messages(MESSAGES)
 
         daemons = [harness.start() for _ in range(REPLICAS)]
         assert wait_for(lambda: len(webhook.received) >= MESSAGES // 3, 120)
@@ -99,5 +105,46 @@ def test_three_replicas_one_killed_and_restarted_deliver_every_message(
         assert duplicates <= IN_FLIGHT_MAX, counts.most_common(10)
         logs = "".join(daemon.log() for daemon in harness.daemons)
         assert "UniqueViolation" not in logs and "Traceback" not in logs, logs[-3000:]
+    finally:
+        webhook.stop()
+
+
+def test_a_replica_killed_and_not_restarted_has_its_batch_sent_by_the_other_within_a_minute(
+    harness: Watcher,
+) -> None:
+    # Its claims used to wait out the 5-minute lease; now its heartbeat stops and the
+    # survivor takes them over once it is SENDER_DEAD old.
+    messages = 2_000
+    webhook = WebhookReceiver(delay=LATENCY).start()
+    try:
+        harness.write_config({"hook": webhook.url()}, [])
+        assert harness.cli("db", "upgrade").code == 0
+        database, titles = queue_messages(messages)
+
+        survivor, victim = harness.start(), harness.start()
+        assert wait_for(lambda: len(webhook.received) >= messages // 4, 120)
+        victim.kill()  # and left dead
+        killed = time.monotonic()
+        # Well before the lease could free anything the victim claimed before it died.
+        deadline = (CLAIM_LEASE - timedelta(seconds=30)).total_seconds()
+        assert wait_for(lambda: sent_count(database) == messages, deadline, interval=0.5), (
+            f"{sent_count(database)} of {messages} recorded sent"
+        )
+        took = time.monotonic() - killed
+        code, _ = survivor.stop(signal.SIGTERM)
+        assert code == 0, survivor.log()[-3000:]
+        database.close()
+
+        counts = Counter(r.payload.get("title") for r in list(webhook.received))
+        duplicates = sum(count - 1 for count in counts.values())
+        takeover = [line for line in survivor.log().splitlines() if "taking over" in line]
+        print(
+            f"\n{messages} messages, 2 replicas, one SIGKILLed and not restarted: all sent "
+            f"{took:.0f} s after the kill (SENDER_DEAD {SENDER_DEAD.total_seconds():.0f} s, "
+            f"lease {CLAIM_LEASE.total_seconds():.0f} s), {duplicates} duplicates; {takeover}"
+        )
+        assert set(counts) == set(titles)
+        assert duplicates <= IN_FLIGHT_MAX, counts.most_common(10)
+        assert takeover, survivor.log()[-3000:]
     finally:
         webhook.stop()

@@ -140,6 +140,7 @@ def test_unknown_paths_are_404(served: HttpService) -> None:
 def test_metrics_count_outbox_depth_replicas_and_messages_by_outcome(
     app: App, served: HttpService, hook: WebhookReceiver
 ) -> None:
+    app.beat_replica()  # the daemon's heartbeat job: one replica live
     app.plan()
     before = samples(get(served, "/metrics")[1])
     assert before[("watcher_outbox_messages", (("status", "pending"),))] == 1

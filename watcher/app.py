@@ -71,6 +71,9 @@ class App:
         # different config files.
         self.replica = secrets.token_hex(6)
         self._mismatch_since: datetime | None = None
+        # Its own last beat, and since when it has beaten with no long gap (heartbeat).
+        self._beaten: datetime | None = None
+        self._steady_since: datetime | None = None
 
     @classmethod
     def from_path(
@@ -118,6 +121,7 @@ class App:
 
     @functools.cached_property
     def deliverer(self) -> Deliverer:
+        from watcher import outbox
         from watcher.delivery import Deliverer
 
         return Deliverer(
@@ -127,6 +131,7 @@ class App:
             concurrency=self._concurrency,
             stopping=self.stopping,
             on_outcome=self.metrics.message,
+            owner=outbox.claim_owner(self.replica),  # its claims live as long as it beats
         )
 
     @functools.cached_property
@@ -150,8 +155,34 @@ class App:
                 record_loaded(session, self.loaded, self.clock.now())
             return report
 
+    def beat_replica(self) -> None:
+        """Record that this daemon is alive (and on which config), in a transaction of its
+        own; drop the rows of daemons gone for a week.
+
+        The daemon does it every few seconds, whatever planning and delivery are doing:
+        a replica that stops beating has its claims taken over by the others
+        (``outbox.SENDER_DEAD``). ``run --once`` never beats, so its claims keep the lease.
+        """
+        from watcher.heartbeat import STEADY_GAP, beat_replica, prune_replicas
+
+        now = self.clock.now()
+        steady_since = self._steady_since
+        if steady_since is None or self._beaten is None or now - self._beaten > STEADY_GAP:
+            steady_since = now  # first beat, or the first after the database was away
+        with self.database.session() as session:
+            beat_replica(session, self.replica, self.loaded.digest, now, steady_since)
+            prune_replicas(session, now)
+        self._beaten, self._steady_since = now, steady_since
+
+    def retire_replica(self) -> None:
+        """Tell the other replicas that this daemon stopped: not live, nothing of it held."""
+        from watcher.heartbeat import retire_replica
+
+        with self.database.session() as session:
+            retire_replica(session, self.replica, self.clock.now())
+
     def plan(self) -> int:
-        from watcher.heartbeat import PLANNER, REPLICA_LIVE, REPLICA_PREFIX, beat, live_replicas
+        from watcher.heartbeat import PLANNER, REPLICA_LIVE, beat, live_replicas
         from watcher.leases import exclusive
         from watcher.reminders.planner import plan_due
 
@@ -164,7 +195,7 @@ class App:
             written = plan_due(session, now) if mine else 0  # else another replica's pass
             if mine:
                 beat(session, PLANNER, now)
-            beat(session, f"{REPLICA_PREFIX}{self.replica}:{self.loaded.digest[:8]}", now)
+            # This daemon's own row is beaten by beat_replica, outside this transaction.
             live = live_replicas(session, now, REPLICA_LIVE)
         if "deliverer" in self.__dict__:  # each replica takes its share of a service's limits
             self.deliverer.set_replicas(max(1, len(live)))

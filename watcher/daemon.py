@@ -1,9 +1,10 @@
 """The long-running daemon: APScheduler drives planning, scraping and delivery.
 
-Three jobs, each ``coalesce=True`` and ``max_instances=1``: *plan* (re-read the config
+Four jobs, each ``coalesce=True`` and ``max_instances=1``: *plan* (re-read the config
 if it changed, write due reminders and promotion digests to the outbox), *deliver*
-(send what is pending, respecting backoff) and *scrape* (fetch the promotion sources
-whose ``every`` has come round; each source's next time carries its own jitter).
+(send what is pending, respecting backoff), *scrape* (fetch the promotion sources
+whose ``every`` has come round; each source's next time carries its own jitter) and
+*beat* (this replica's heartbeat row, by which the others know its claims are live).
 Planning and scraping wake delivery at once; between runs the process sleeps, so an
 idle daemon costs next to no CPU.
 
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 PLAN_EVERY_SECONDS = 30
 DELIVER_EVERY_SECONDS = 15
 SCRAPE_CHECK_SECONDS = 60  # how often due sources are looked for (MIN_EVERY is 5 min)
+# A job of its own, so a long planning pass or delivery batch never delays it: several
+# missed beats (outbox.SENDER_DEAD) and the other replicas take this one's claims.
+BEAT_EVERY_SECONDS = 10
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -100,9 +104,12 @@ class Daemon:
         grace: float = SHUTDOWN_GRACE_SECONDS,
         http: tuple[str, int] | None = None,
         max_age: float = DEFAULT_MAX_AGE,
+        beat_every: float = BEAT_EVERY_SECONDS,
     ) -> None:
         self.app = app
         self.grace = grace
+        self.beat_every = beat_every
+        self._beaten = False  # its heartbeat row exists: stop() retires it
         self.stop_requested = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._force_reload = threading.Event()
@@ -136,6 +143,8 @@ class Daemon:
         app = self.app
         release_dead_claims(app)
         app.sync(by_daemon=True)
+        app.beat_replica()  # before its first claim: a claim without a beat keeps the lease
+        self._beaten = True
         app.deliverer  # noqa: B018 -- built here, before the jobs' threads race to build it
         now = datetime.now(UTC)
         common: dict[str, Any] = {
@@ -155,6 +164,14 @@ class Daemon:
             IntervalTrigger(seconds=DELIVER_EVERY_SECONDS),
             id="deliver",
             **common,
+        )
+        self._scheduler.add_job(
+            self._tracked(self._beat),
+            IntervalTrigger(seconds=self.beat_every),
+            id="beat",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,  # first run one interval on: start() just beat
         )
         self._scheduler.add_job(
             self._tracked(self._scrape),
@@ -220,6 +237,7 @@ class Daemon:
                 self._scheduler.shutdown(wait=False)  # see _idle: waiting here could deadlock
             with self._idle:
                 self._idle.wait_for(lambda: self._running == 0)
+            self._retire()
             self.app.close()
             finished.set()
 
@@ -256,9 +274,30 @@ class Daemon:
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
 
+    def _beat(self) -> None:
+        try:
+            self.app.beat_replica()
+        except Exception as exc:
+            _log_failure("the heartbeat", exc)
+
+    def _retire(self) -> None:
+        # Its claims were given back as delivery stopped; no longer counted live either.
+        if not self._beaten:
+            return
+        try:
+            self.app.retire_replica()
+        except Exception as exc:
+            line = database_error_line(exc) if isinstance(exc, DBAPIError) else repr(exc)
+            log.warning(
+                "could not mark this replica stopped (%s); the others see its heartbeat "
+                "stop instead",
+                line,
+            )
+
     def _plan(self) -> None:
         try:
-            self.reload()
+            if self.reload():
+                self._beat()  # the new config's digest, before the mismatch check
             if self.app.plan() + self.app.flush_promotions():
                 self._wake_delivery()
         except Exception as exc:

@@ -116,8 +116,11 @@ class Deliverer:
         stopping: threading.Event | None = None,
         on_outcome: Callable[[str, str, str], None] | None = None,
         release_waits: Sequence[float] = RELEASE_WAITS,
+        owner: str | None = None,
     ) -> None:
         self.database = database
+        # Who its claims name: a daemon's replica id, which its heartbeat keeps alive.
+        self.owner = owner or outbox.claim_owner()
         # (kind, channel, "sent" | "failed" | "dead") for each message handed to a channel
         self.on_outcome = on_outcome
         self.loaded = loaded
@@ -191,7 +194,7 @@ class Deliverer:
                     message = _render(session, catalogue, row, user, now)
                 else:
                     message = Message(row.title, row.body)
-                outbox.claim(row, now, message.title, message.body)
+                outbox.claim(row, now, message.title, message.body, owner=self.owner)
                 jobs.append(_Job(row.id, row.channel, message, row.kind, loaded))
         if held:
             log.info("%d messages held until quiet hours end", held)
@@ -217,7 +220,7 @@ class Deliverer:
         for pause in [*(self.release_waits if waits is None else waits), None]:
             try:
                 with self._writing, self.database.engine.begin() as connection:
-                    released = outbox.release_own_claims(connection, row_ids)
+                    released = outbox.release_own_claims(connection, row_ids, owner=self.owner)
             except SQLAlchemyError as exc:
                 if pause is None:
                     log.warning(
@@ -464,7 +467,9 @@ class _Pass:
                 if job.claimed < now - RENEW_AFTER / 2
             ]
         with d._writing, d.database.engine.begin() as connection:
-            outbox.renew_claims(connection, [job.row_id for job in waiting], d.clock.now())
+            outbox.renew_claims(
+                connection, [job.row_id for job in waiting], d.clock.now(), owner=d.owner
+            )
         for job in waiting:
             job.claimed = now
 

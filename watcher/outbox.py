@@ -3,8 +3,8 @@
 This module owns the rows. Everything that reads or writes them is below: enqueueing
 (with the dedup keys that make a replay harmless), claiming due rows for a sender,
 marking them sent, recording a failure or a death, cancelling what no longer applies,
-releasing the claims of senders that died, and reporting to the admin. Delivery
-decides *when* and *how* to send; this module keeps the bookkeeping consistent.
+releasing or taking over the claims of senders that died, and reporting to the admin.
+Delivery decides *when* and *how* to send; this module keeps the bookkeeping consistent.
 
 A row is unique on ``(dedup_key, channel)``: whatever queues the same message twice
 (a planner replay, two processes racing, a rerun after a crash) queues it once.
@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -41,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from watcher import heartbeat
 from watcher.db.engine import Database, dialect_insert
 from watcher.db.models import OutboxRow
 
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CLAIM_LEASE",
+    "SENDER_DEAD",
     "Kind",
     "LastMessage",
     "NewMessage",
@@ -113,6 +116,12 @@ REMINDER_KINDS = (Kind.EXPIRY, Kind.BALANCE, Kind.IDLE)
 # A claimed row is left alone by other senders for this long; claims of a sender
 # that died on this host are released at once by the next start (release_claims).
 CLAIM_LEASE = timedelta(minutes=5)
+# A daemon beats its replica heartbeat row every 10 s. One whose newest beat is older
+# than this has missed several beats in a row: it died (or is cut off from the database,
+# where it can record nothing anyway), and due_rows hands its claims to the others.
+# Several beats, not one: a slow commit or a few seconds of clock skew between hosts
+# must not make a live daemon's rows go out twice.
+SENDER_DEAD = timedelta(seconds=60)
 
 
 # --- dedup keys: one builder per kind of message ----------------------------------------
@@ -299,13 +308,20 @@ def insert_planned(dialect: str, rows: Select[Any]) -> Insert:
 # --- claiming and recording -------------------------------------------------------------
 
 # Tells this process from an earlier one with the same pid (a restarted container's
-# daemon is pid 1 every time).
+# daemon is pid 1 every time): the tokens of every owner made in this process.
 _RUN_TOKEN = uuid.uuid4().hex[:8]
+_OWN_TOKENS = {_RUN_TOKEN}
 
 
-def claim_owner() -> str:
-    """Who claims rows: ``host:pid:run``, so a later start can tell dead senders' claims."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_RUN_TOKEN}"
+def claim_owner(replica: str | None = None) -> str:
+    """Who claims rows: ``host:pid:token``, so a later start can tell dead senders' claims.
+
+    The token is a daemon's replica id (its heartbeat row says whether it still runs),
+    else one per process (a ``run --once``, a CLI send: no heartbeat, the lease applies).
+    """
+    token = replica or _RUN_TOKEN
+    _OWN_TOKENS.add(token)
+    return f"{socket.gethostname()}:{os.getpid()}:{token}"
 
 
 def due_rows(
@@ -313,21 +329,79 @@ def due_rows(
 ) -> Sequence[OutboxRow]:
     """Pending rows due at ``now`` and not claimed by a live sender, oldest first.
 
-    ``skip_locked`` (PostgreSQL) lets concurrent senders each take different rows.
+    A claim holds for CLAIM_LEASE, or until its owner's replica heartbeat is SENDER_DEAD
+    old, whichever comes first. ``skip_locked`` (PostgreSQL) lets concurrent senders
+    each take different rows.
     """
+    dead = _dead_owners(session, now)
+    free = [OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE]
+    if dead:
+        free.append(OutboxRow.claimed_by.in_(list(dead)))
     query = (
         select(OutboxRow)
-        .where(
-            OutboxRow.status == Status.PENDING,
-            OutboxRow.next_attempt_at <= now,
-            or_(OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE),
-        )
+        .where(OutboxRow.status == Status.PENDING, OutboxRow.next_attempt_at <= now, or_(*free))
         .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
         .limit(limit)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
-    return session.scalars(query).all()
+    rows = session.scalars(query).all()
+    if dead:
+        _log_takeover(rows, dead, now)
+    return rows
+
+
+@dataclass(frozen=True)
+class _DeadReplica:
+    replica: str
+    last_beat: datetime
+
+
+def _dead_owners(session: Session, now: datetime) -> dict[str, _DeadReplica]:
+    """The owners of claims still within their lease whose replica stopped beating.
+
+    Two small queries: the distinct owners of pending claimed rows (one per sender),
+    then the newest beats of their replicas. An owner without a heartbeat row is not
+    here: nothing says it stopped, so its lease runs out instead. Nor is anyone while no
+    replica has beaten steadily for SENDER_DEAD: after a database outage every beat is
+    old, and a replica back later than this one may hold rows it sent but could not
+    mark yet; it gets SENDER_DEAD to beat again.
+    """
+    owners = session.scalars(
+        select(OutboxRow.claimed_by)
+        .where(
+            OutboxRow.status == Status.PENDING,
+            OutboxRow.next_attempt_at <= now,
+            OutboxRow.claimed_at >= now - CLAIM_LEASE,
+            OutboxRow.claimed_by.is_not(None),
+        )
+        .distinct()
+    ).all()
+    replica_of = {owner: owner.rsplit(":", 1)[-1] for owner in owners if owner}
+    beats = heartbeat.newest_replica_beats(session, set(replica_of.values()))
+    dead = {
+        owner: _DeadReplica(replica, beats[replica])
+        for owner, replica in replica_of.items()
+        if replica in beats and beats[replica] < now - SENDER_DEAD
+    }
+    if dead and not heartbeat.steady_replica(session, now, SENDER_DEAD):
+        log.debug("%d senders look dead, but no replica has beaten steadily: waiting", len(dead))
+        return {}
+    return dead
+
+
+def _log_takeover(rows: Sequence[OutboxRow], dead: dict[str, _DeadReplica], now: datetime) -> None:
+    taken = Counter(dead[row.claimed_by] for row in rows if row.claimed_by in dead)
+    for gone, count in taken.items():
+        # Its delivery concurrency is not recorded anywhere: how many were really on
+        # their way when it stopped is not known here, only that it is a few at most.
+        log.warning(
+            "replica %s has not beaten for %d s; taking over the %d messages it had "
+            "claimed (some of them may arrive twice: those it was sending when it stopped)",
+            gone.replica,
+            (now - gone.last_beat).total_seconds(),
+            count,
+        )
 
 
 def hold(row: OutboxRow, until: datetime) -> None:
@@ -335,11 +409,13 @@ def hold(row: OutboxRow, until: datetime) -> None:
     row.next_attempt_at = until
 
 
-def claim(row: OutboxRow, now: datetime, title: str, body: str) -> None:
-    """Take a row for sending by this process, with its text rendered and kept."""
+def claim(
+    row: OutboxRow, now: datetime, title: str, body: str, *, owner: str | None = None
+) -> None:
+    """Take a row for sending by ``owner`` (default: this process), text rendered and kept."""
     row.title, row.body = title, body
     row.claimed_at = now
-    row.claimed_by = claim_owner()
+    row.claimed_by = owner or claim_owner()
 
 
 def mark_sent(connection: Connection, row_ids: Sequence[int], now: datetime) -> None:
@@ -426,10 +502,13 @@ def release_claims(database: Database) -> int:
         return len(released.all())
 
 
-def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
-    """Give back rows this process claimed but did not send, so any sender takes them now.
+def release_own_claims(
+    connection: Connection, row_ids: Sequence[int], *, owner: str | None = None
+) -> int:
+    """Give back rows ``owner`` (default: this process) claimed but did not send, so any
+    sender takes them now.
 
-    Only rows still pending and still claimed by this process are touched: one whose
+    Only rows still pending and still claimed by that owner are touched: one whose
     lease ran out and that another sender took, or one sent meanwhile, stays as it is.
     Returns how many were released.
     """
@@ -440,7 +519,7 @@ def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
         .where(
             OutboxRow.id.in_(row_ids),
             OutboxRow.status == Status.PENDING,
-            OutboxRow.claimed_by == claim_owner(),
+            OutboxRow.claimed_by == (owner or claim_owner()),
         )
         .values(claimed_at=None, claimed_by=None)
         .returning(OutboxRow.id)
@@ -448,7 +527,9 @@ def release_own_claims(connection: Connection, row_ids: Sequence[int]) -> int:
     return len(released.all())
 
 
-def renew_claims(connection: Connection, row_ids: Sequence[int], now: datetime) -> int:
+def renew_claims(
+    connection: Connection, row_ids: Sequence[int], now: datetime, *, owner: str
+) -> int:
     """Renew this process's claims on ``row_ids`` (waiting their turn under a slow
     service's limit), so no sender takes them for a lapsed lease. Returns how many."""
     if not row_ids:
@@ -458,7 +539,7 @@ def renew_claims(connection: Connection, row_ids: Sequence[int], now: datetime) 
         .where(
             OutboxRow.id.in_(row_ids),
             OutboxRow.status == Status.PENDING,
-            OutboxRow.claimed_by == claim_owner(),
+            OutboxRow.claimed_by == owner,
         )
         .values(claimed_at=now)
         .returning(OutboxRow.id)
@@ -472,7 +553,7 @@ def _is_dead(owner: str, host: str) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return token != _RUN_TOKEN
+        return token not in _OWN_TOKENS
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

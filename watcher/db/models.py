@@ -186,7 +186,7 @@ class Event(Base):
 
 
 class Heartbeat(Base):
-    """When a daemon last finished a planning pass; read by ``watcher health``."""
+    """When a job last ran: a planning pass (``watcher health``), a daemon's heartbeat."""
 
     __tablename__ = "heartbeats"
 
