@@ -253,12 +253,13 @@ def test_no_file_a_missing_file_and_an_older_schema_are_left_to_sqlalchemy(
     assert plain.read(path, plain.users) == {}
 
 
-def test_a_value_sqlalchemy_would_read_differently_is_left_to_it(
-    sqlite_db: tuple[Database, Path],
+@pytest.mark.parametrize("stored", ["yesterday", 1764840600, "2026-12-04T09:30:00+05:00"])
+def test_a_value_sqlalchemy_may_read_differently_is_left_to_it(
+    sqlite_db: tuple[Database, Path], stored: object
 ) -> None:
     _, path = sqlite_db
     with sqlite3.connect(path) as connection:
-        connection.execute("INSERT INTO heartbeats (name, at) VALUES ('planner', 'yesterday')")
+        connection.execute("INSERT INTO heartbeats (name, at) VALUES ('planner', ?)", (stored,))
     connection.close()
     with pytest.raises(plain.Unsupported):
         plain.read(path, lambda db: plain.last_beat(db, plain.PLANNER))

@@ -195,8 +195,9 @@ def read(file: Path | None, reads: Callable[[sqlite3.Connection], T]) -> T:
             return reads(connection)
         finally:
             connection.close()
-    except (sqlite3.Error, OSError, ValueError):
-        # ValueError: a stored value these converters do not read as SQLAlchemy would.
+    except (sqlite3.Error, OSError, ValueError, TypeError):
+        # ValueError, TypeError: a stored value these converters are not sure to read as
+        # SQLAlchemy does. Its path reads it again, and fails (or not) as it always did.
         raise Unsupported from None
 
 
