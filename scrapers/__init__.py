@@ -11,19 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from scrapers._build import title_key
-from scrapers._changes import (
-    CHANGE_FIELDS,
-    AdminEvent,
-    Change,
-    Known,
-    Outcome,
-    SourceState,
-    changed_fields,
-    fingerprint,
-    matches,
-    observe,
-)
 from scrapers._errors import (
     ExtractError,
     FetchError,
@@ -38,13 +25,6 @@ from scrapers._errors import (
 from scrapers._html import MAX_DEPTH
 from scrapers._links import canonical_link, safe_link
 from scrapers._models import FIELD_NAMES, Page, Promotion, Source, Validators
-from scrapers._parse import (
-    RECENT_PAST,
-    normalise_space,
-    parse_data_gb,
-    parse_dates,
-    parse_price,
-)
 from scrapers._profiles import (
     BUILTIN_PROFILES,
     CHECKABLE,
@@ -55,7 +35,6 @@ from scrapers._profiles import (
     parse_every,
     profile_from_dict,
 )
-from scrapers._proxy import Dial, GuardProxy
 from scrapers._settings import (
     DEFAULT_USER_AGENT,
     FetchSettings,
@@ -67,12 +46,55 @@ from scrapers._settings import (
 if TYPE_CHECKING:
     from scrapers._auto import Candidate, Detection, detect, discover_feed, looks_like_feed
     from scrapers._browser import Renderer
+    from scrapers._build import title_key
+    from scrapers._changes import (
+        CHANGE_FIELDS,
+        AdminEvent,
+        Change,
+        Known,
+        Outcome,
+        SourceState,
+        changed_fields,
+        fingerprint,
+        matches,
+        observe,
+    )
     from scrapers._extract import Extraction, extract, extract_explained
     from scrapers._fetch import Fetcher, address_refusal, decode_text, embedded_ipv4, jittered
+    from scrapers._parse import (
+        RECENT_PAST,
+        normalise_space,
+        parse_data_gb,
+        parse_dates,
+        parse_price,
+    )
+    from scrapers._proxy import Dial, GuardProxy
 
-# The fetcher (httpx), the renderer and the extractors load on first use: checking a
-# config, or any command that scrapes nothing, must not pay for them.
+# The fetcher (httpx), the renderer, the extractors, the parsers, change detection and
+# the proxy (asyncio) load on first use: checking a config, or any command that
+# scrapes nothing (`watcher status`, `watcher health`), must not pay for them.
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "CHANGE_FIELDS",
+            "AdminEvent",
+            "Change",
+            "Known",
+            "Outcome",
+            "SourceState",
+            "changed_fields",
+            "fingerprint",
+            "matches",
+            "observe",
+        ),
+        "scrapers._changes",
+    ),
+    **dict.fromkeys(("Dial", "GuardProxy"), "scrapers._proxy"),
+    **dict.fromkeys(
+        ("RECENT_PAST", "normalise_space", "parse_data_gb", "parse_dates", "parse_price"),
+        "scrapers._parse",
+    ),
+    "title_key": "scrapers._build",
     **dict.fromkeys(
         ("Candidate", "Detection", "detect", "discover_feed", "looks_like_feed"), "scrapers._auto"
     ),

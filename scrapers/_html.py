@@ -27,13 +27,16 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from scrapers._build import Raw
 from scrapers._errors import ExtractError
 from scrapers._links import safe_link
 from scrapers._models import Source
+
+if TYPE_CHECKING:
+    from scrapers._build import Raw  # only a type: _build loads the parsers (0.02 s)
 
 __all__ = ["MAX_DEPTH"]
 

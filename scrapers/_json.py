@@ -25,12 +25,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scrapers._build import Raw
 from scrapers._errors import ExtractError
 from scrapers._html import check_selector, html_tree, markup_text
 from scrapers._models import Source
+
+if TYPE_CHECKING:
+    from scrapers._build import Raw  # only a type: _build loads the parsers (0.02 s)
 
 __all__: list[str] = []  # nothing public: extract() is the way in
 

@@ -31,6 +31,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "watcher.validation": ("watcher.config", "watcher.catalogue", "watcher.db", "scrapers"),
     "watcher.catalogue": ("watcher.config", "watcher.db", "watcher.outbox", "scrapers"),
     "watcher.db": ("watcher.config", "watcher.outbox", "watcher.reminders", "watcher.promotions"),
+    # `watcher status` and `watcher health` read through it to spare SQLAlchemy's import.
+    "watcher.db.plain": ("watcher.", "sqlalchemy", "alembic", "pydantic"),
     "watcher.outbox": ("watcher.config", "watcher.reminders", "watcher.promotions", "scrapers"),
     "watcher.reminders": (
         "watcher.config",

@@ -119,3 +119,15 @@ def test_status_and_health_on_a_current_database_load_no_migration_or_scraping_m
     assert loaded.isdisjoint({"apprise", "alembic", "httpx", "playwright", "apscheduler"}), sorted(
         loaded & set(HEAVY)
     )
+
+
+@pytest.mark.parametrize("command", ["status", "health"])
+def test_status_and_health_on_a_current_sqlite_database_load_no_sqlalchemy(
+    small_config: Path, command: str
+) -> None:
+    # SQLAlchemy (ORM or not) is 0.18 s of import: these two read the file with sqlite3.
+    assert main(["db", "upgrade", "-c", str(small_config)]) == 0
+    assert main(["renew", "alice-kcell", "--until", "2030-02-01", "-c", str(small_config)]) == 0
+    loaded, out = modules_after(command, "-c", str(small_config))
+    assert "alice" in out or "healthy" in out, out
+    assert "sqlalchemy" not in loaded

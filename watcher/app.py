@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -118,6 +117,14 @@ class App:
         return open_database_readonly(
             resolve_database_url(config.database, self.loaded.path.parent, self.env)
         )
+
+    @functools.cached_property
+    def plain_file(self) -> Path | None:
+        """The file of a plain ``sqlite:///`` database, which ``status`` and ``health``
+        read without SQLAlchemy (:mod:`watcher.db.plain`); None for any other."""
+        from watcher.db.plain import sqlite_file
+
+        return sqlite_file(self.loaded.config.database, self.loaded.path.parent, self.env)
 
     @functools.cached_property
     def deliverer(self) -> Deliverer:
@@ -293,6 +300,8 @@ class App:
                 store_results(self.database, [result], self.clock.now(), audience, self._rng)
             if on_done is not None:
                 on_done(result)
+
+        import asyncio
 
         async def fetch() -> list[ScrapeResult]:
             async with contextlib.AsyncExitStack() as stack:

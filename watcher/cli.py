@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 # `watcher health` must not pay for Apprise, the scrapers or the daemon (issue 11).
 
 if TYPE_CHECKING:
+    from watcher.db.plain import LoadedRecord
     from watcher.reminders.status import SimStatus
-    from watcher.sync import LoadedRecord
 
 log = logging.getLogger("watcher")
 
@@ -577,24 +577,8 @@ def _print_json(value: object) -> None:
 def _status(args: argparse.Namespace) -> int:
     # Only reads: the database is opened read-only, never migrated or synced, so status
     # shows what the daemon works from, and says so when the config file has moved on.
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from watcher.errors import DatabaseError
-    from watcher.reminders.status import sim_statuses
-    from watcher.sync import last_loaded
-
     with _app(args, sends=False) as app:
-        try:
-            with app.reader.session() as session:
-                statuses = sim_statuses(session, app.clock.now())
-                loaded = last_loaded(session)
-        except SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
-            if not re.search(r"no such (table|column)|does not exist", detail):
-                raise  # main() says what is wrong with the database, in one line
-            detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
-            url = app.reader.display_url
-            raise DatabaseError(f"cannot read database {url}: {detail}") from None
+        statuses, loaded = _read_status(app)
         rows = _status_rows(app, statuses)
         _config_notice(app, loaded)
     if args.json:
@@ -631,6 +615,37 @@ def _status(args: argparse.Namespace) -> int:
     if not rows:
         print("no SIMs in the database yet: the daemon loads them from the config (watcher run)")
     return 0
+
+
+def _read_status(app: App) -> tuple[list[SimStatus], LoadedRecord | None]:
+    """The SIMs and the config the daemon loaded: through sqlite3 alone when the database
+    is a plain SQLite file at the newest revision, else through SQLAlchemy (issue 11)."""
+    from watcher.db import plain
+    from watcher.reminders.status import plain_sim_statuses
+
+    now = app.clock.now()
+    try:
+        return plain.read(
+            app.plain_file, lambda db: (plain_sim_statuses(db, now), plain.last_loaded(db))
+        )
+    except plain.Unsupported:
+        pass
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from watcher.errors import DatabaseError
+    from watcher.reminders.status import sim_statuses
+    from watcher.sync import last_loaded
+
+    try:
+        with app.reader.session() as session:
+            return sim_statuses(session, now), last_loaded(session)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+        if not re.search(r"no such (table|column)|does not exist", detail):
+            raise  # main() says what is wrong with the database, in one line
+        detail += "; the schema is older than this SIM Watcher: watcher db upgrade"
+        url = app.reader.display_url
+        raise DatabaseError(f"cannot read database {url}: {detail}") from None
 
 
 def _config_notice(app: App, loaded: LoadedRecord | None) -> None:
@@ -1326,11 +1341,16 @@ def _calendar(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     if args.http is not None:
         return _health_over_http(args)
-    from watcher.heartbeat import PLANNER, last_beat
+    from watcher.db import plain
 
     with _app(args, sends=False) as app:
-        with app.database.session() as session:
-            at = last_beat(session, PLANNER)
+        try:  # through sqlite3 alone on a plain SQLite file at the newest revision
+            at = plain.read(app.plain_file, lambda db: plain.last_beat(db, plain.PLANNER))
+        except plain.Unsupported:  # else as every command: opened (and migrated) by SQLAlchemy
+            from watcher.heartbeat import PLANNER, last_beat
+
+            with app.database.session() as session:
+                at = last_beat(session, PLANNER)
         age = None if at is None else int((app.clock.now() - at).total_seconds())
     healthy = age is not None and age <= args.max_age
     if args.json:

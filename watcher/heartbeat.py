@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from watcher.db.engine import dialect_insert
 from watcher.db.models import Heartbeat
+from watcher.db.plain import PLANNER as PLANNER  # there for `watcher health`'s plain read
 
-PLANNER = "planner"
 REPLICA_PREFIX = "replica:"  # + a daemon's id and its config's digest: a row per daemon
 REPLICA_LIVE = timedelta(minutes=2)  # a daemon that beat within this is counted live
 # Every start and every config reload leaves a row; gone daemons' rows go after this.

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from watcher import heartbeat
 from watcher.db.engine import Database, dialect_insert
 from watcher.db.models import OutboxRow
+from watcher.db.plain import LastMessage  # defined there: status reads it without SQLAlchemy
 
 if TYPE_CHECKING:
     from watcher.messages import Message
@@ -627,15 +628,6 @@ def failing_count(session: Session) -> int:
         .where(OutboxRow.status == Status.PENDING, OutboxRow.attempts > 0)
     )
     return session.scalar(query) or 0
-
-
-@dataclass(frozen=True)
-class LastMessage:
-    """The latest message queued for a SIM, for ``watcher status``."""
-
-    kind: str
-    status: str
-    at: datetime  # when it was sent, else when it was queued (UTC)
 
 
 def last_messages(session: Session, *, user_name: str | None = None) -> dict[str, LastMessage]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from watcher import outbox
 from watcher.config import LoadedConfig, SimConfig, UserConfig
 from watcher.db.models import Event, SimRow, UserChannel, UserRow
+from watcher.db.plain import LOADED_KIND, NO_SIM, LoadedRecord  # status reads them there too
 from watcher.durations import Duration
 from watcher.leases import hold_for_sync
 from watcher.masking import mask_phone
@@ -27,23 +28,10 @@ from watcher.reminders.slots import UnplannableSim, insert_slots, reschedule, st
 log = logging.getLogger(__name__)
 
 
-LOADED_KIND = "config-loaded"  # an event with no SIM: the daemon took a config in force
-_NO_SIM = ""
-
-
-@dataclass(frozen=True)
-class LoadedRecord:
-    """Which config file version the daemon last put in force, and when."""
-
-    digest: str
-    at: datetime
-    path: str
-
-
 def record_loaded(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Note that the daemon now runs on ``loaded`` (compared by ``watcher status``)."""
     session.add(
-        Event(sim_id=_NO_SIM, at=now, kind=LOADED_KIND, detail=f"{loaded.digest} {loaded.path}")
+        Event(sim_id=NO_SIM, at=now, kind=LOADED_KIND, detail=f"{loaded.digest} {loaded.path}")
     )
 
 
@@ -51,7 +39,7 @@ def last_loaded(session: Session) -> LoadedRecord | None:
     """What :func:`record_loaded` wrote last; None if no daemon has run on this database."""
     event = session.scalars(
         select(Event)
-        .where(Event.sim_id == _NO_SIM, Event.kind == LOADED_KIND)
+        .where(Event.sim_id == NO_SIM, Event.kind == LOADED_KIND)
         .order_by(Event.at.desc(), Event.id.desc())
         .limit(1)
     ).first()

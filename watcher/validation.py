@@ -48,7 +48,9 @@ class StrictModel(BaseModel):
     swapped whole on reload, never edited in place.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True
+    )
 
 
 def _whole_days(value: object) -> Duration:

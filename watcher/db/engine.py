@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,11 +22,22 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from watcher.db.faults import database_error_line, remember_url
+from watcher.db.plain import MIGRATIONS, connect_readonly, default_database_url
+from watcher.db.plain import head_revision as _head_revision
 from watcher.errors import DatabaseError
+
+__all__ = [
+    "MIGRATIONS",
+    "Database",
+    "default_database_url",
+    "dialect_insert",
+    "open_database",
+    "open_database_readonly",
+    "resolve_database_url",
+]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _LOCK_KEY = 0x5157_4154  # PostgreSQL advisory lock taken while migrating ("SWAT")
 
 
@@ -42,13 +51,6 @@ def dialect_insert(dialect: str) -> Any:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert
-
-
-def default_database_url(env: Mapping[str, str] | None = None) -> str:
-    """A SQLite file in the user's data directory (``$XDG_DATA_HOME/sim-watcher``)."""
-    env = os.environ if env is None else env
-    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{base / 'sim-watcher' / 'watcher.db'}"
 
 
 def resolve_database_url(
@@ -177,29 +179,6 @@ class Database:
             self.engine.dispose()
 
 
-_REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']\s*$", re.M)
-_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=\s*(None|[\"']([^\"']+)[\"'])\s*$", re.M)
-
-
-@functools.cache
-def _head_revision() -> str | None:
-    """The newest migration's revision, read from the files' ``revision`` and
-    ``down_revision`` lines; None unless they form one chain with one head."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        source = path.read_text(encoding="utf-8")
-        revision = _REVISION.search(source)
-        parent = _DOWN_REVISION.search(source)
-        if revision is None or parent is None:
-            return None
-        revisions.add(revision[1])
-        if parent[2]:
-            parents.add(parent[2])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 and parents <= revisions else None
-
-
 def _create_engine(url: str | URL) -> Engine:
     try:
         parsed = make_url(url)
@@ -252,8 +231,6 @@ def open_database_readonly(url: str) -> Database:
     PostgreSQL sessions run in read-only transactions. A schema older than this
     version's shows up as an error when it is read; ``watcher db upgrade`` fixes it.
     """
-    import sqlite3
-
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -274,15 +251,7 @@ def open_database_readonly(url: str) -> Database:
         raise DatabaseError(
             f"no database at {path} yet: the daemon creates it when it starts (watcher run)"
         )
-    uri = f"{path.as_uri()}?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-        connection.execute("PRAGMA query_only=ON")
-        connection.execute("PRAGMA foreign_keys=ON")
-        return connection
-
     # The real path in the URL (the creator opens it read-only): errors name the file.
-    engine = create_engine(f"sqlite:///{path}", creator=connect)
+    engine = create_engine(f"sqlite:///{path}", creator=lambda: connect_readonly(path))
     remember_url(engine)
     return Database(engine, owns_engine=True)

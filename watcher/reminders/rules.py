@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from typing import Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from watcher.clock import local_instant
@@ -185,6 +185,57 @@ def renewed_expiry(
         raise ValueError("no renewal period: pass --for or --until, or set renew_every")
     start = today if old is None or old < today else old
     return period.add_to(start)
+
+
+class StoredUser(Protocol):
+    """What :func:`sim_dates` reads of a stored user (a ``UserRow``, or status's plain row)."""
+
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def remind_at(self) -> str: ...
+
+
+class StoredSim(Protocol):
+    """What :func:`sim_dates` reads of a stored SIM (a ``SimRow``, or status's plain row)."""
+
+    @property
+    def first_seen_at(self) -> datetime: ...
+    @property
+    def expires(self) -> date | None: ...
+    @property
+    def remind_before(self) -> str: ...
+    @property
+    def remind_after(self) -> str: ...
+    @property
+    def balance_check_every(self) -> str | None: ...
+    @property
+    def last_balance_check(self) -> date | None: ...
+    @property
+    def idle_limit(self) -> str | None: ...
+    @property
+    def last_paid_activity(self) -> date | None: ...
+
+
+def sim_dates(row: StoredSim, user: StoredUser) -> SimDates:
+    """The schedule inputs of a stored SIM, in its user's time zone and hour."""
+    hour, minute = (int(part) for part in user.remind_at.split(":"))
+    return SimDates(
+        timezone=ZoneInfo(user.timezone),
+        remind_at=time(hour, minute),
+        first_seen=row.first_seen_at,
+        expires=row.expires,
+        remind_before=parse_offsets(row.remind_before),
+        remind_after=parse_offsets(row.remind_after),
+        balance_check_every=_duration(row.balance_check_every),
+        last_balance_check=row.last_balance_check,
+        idle_limit=_duration(row.idle_limit),
+        last_paid_activity=row.last_paid_activity,
+    )
+
+
+def _duration(text: str | None) -> Duration | None:
+    return None if text is None else Duration.from_stored(text)
 
 
 def parse_offsets(text: str) -> tuple[Duration, ...]:

@@ -8,9 +8,7 @@ is the SIM's current one, and drops every slot once it comes due.
 
 from __future__ import annotations
 
-from datetime import time
 from typing import cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, Table, and_, select, update
 from sqlalchemy.orm import Session
@@ -18,9 +16,8 @@ from sqlalchemy.orm import Session
 from watcher import outbox
 from watcher.db.engine import dialect_insert
 from watcher.db.models import ScheduleRow, SimRow, UserRow
-from watcher.durations import Duration
 from watcher.errors import WatcherError
-from watcher.reminders.rules import SimDates, not_yet_planned, parse_offsets, slots_for
+from watcher.reminders.rules import not_yet_planned, sim_dates, slots_for
 
 __all__ = [
     "UnplannableSim",
@@ -39,27 +36,6 @@ class UnplannableSim(WatcherError):
         self.sim_id = sim_id
         self.reason = reason
         super().__init__(f"cannot plan the reminders of SIM {sim_id}: {reason}")
-
-
-def sim_dates(row: SimRow, user: UserRow) -> SimDates:
-    """The schedule inputs of a stored SIM, in its user's time zone and hour."""
-    hour, minute = (int(part) for part in user.remind_at.split(":"))
-    return SimDates(
-        timezone=ZoneInfo(user.timezone),
-        remind_at=time(hour, minute),
-        first_seen=row.first_seen_at,
-        expires=row.expires,
-        remind_before=parse_offsets(row.remind_before),
-        remind_after=parse_offsets(row.remind_after),
-        balance_check_every=_duration(row.balance_check_every),
-        last_balance_check=row.last_balance_check,
-        idle_limit=_duration(row.idle_limit),
-        last_paid_activity=row.last_paid_activity,
-    )
-
-
-def _duration(text: str | None) -> Duration | None:
-    return None if text is None else Duration.from_stored(text)
 
 
 def reschedule(

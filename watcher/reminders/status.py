@@ -1,21 +1,29 @@
-"""What ``watcher status`` shows: every active SIM's effective dates and last message."""
+"""What ``watcher status`` shows: every active SIM's effective dates and last message.
+
+Two ways in, one answer: :func:`sim_statuses` reads through a SQLAlchemy session,
+:func:`plain_sim_statuses` through :mod:`watcher.db.plain` (a SQLite file read
+without importing SQLAlchemy, which would cost a short command most of its time).
+Both hand their rows to :func:`_statuses`. Importing this module imports no SQLAlchemy.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from watcher.db import plain
+from watcher.db.plain import LastMessage
+from watcher.reminders.rules import StoredSim, StoredUser, balance_target, idle_deadline, sim_dates
 
-from watcher import outbox
-from watcher.db.models import SimRow, UserRow
-from watcher.reminders.rules import balance_target, idle_deadline
-from watcher.reminders.slots import sim_dates
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-__all__ = ["SimStatus", "sim_statuses"]
+__all__ = ["SimStatus", "plain_sim_statuses", "sim_statuses"]
 
 
 @dataclass(frozen=True)
@@ -32,24 +40,62 @@ class SimStatus:
     next_balance_check: date | None
     balance: Decimal | None
     idle_deadline: date | None
-    last_message: outbox.LastMessage | None
+    last_message: LastMessage | None
 
     @property
     def days_left(self) -> int | None:
         return None if self.expires is None else (self.expires - self.today).days
 
 
+class _User(StoredUser, Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Sim(StoredSim, Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def operator(self) -> str: ...
+    @property
+    def number(self) -> str: ...
+    @property
+    def balance(self) -> Decimal | None: ...
+
+
 def sim_statuses(
     session: Session, now: datetime, *, user_name: str | None = None
 ) -> list[SimStatus]:
     """Every active SIM (of ``user_name`` only, if given), by user then id."""
+    from sqlalchemy import select
+
+    from watcher import outbox
+    from watcher.db.models import SimRow, UserRow
+
     users = {user.name: user for user in session.scalars(select(UserRow))}
     last = outbox.last_messages(session, user_name=user_name)
-    statuses = []
     query = select(SimRow).where(SimRow.active).order_by(SimRow.user_name, SimRow.id)
     if user_name is not None:
         query = query.where(SimRow.user_name == user_name)
-    sims = session.scalars(query)
+    return _statuses(users, session.scalars(query), last, now)
+
+
+def plain_sim_statuses(connection: sqlite3.Connection, now: datetime) -> list[SimStatus]:
+    """:func:`sim_statuses` (of every user) on a :func:`watcher.db.plain.read` connection."""
+    users = plain.users(connection)
+    last = plain.last_messages(connection)
+    return _statuses(users, plain.active_sims(connection), last, now)
+
+
+def _statuses(
+    users: Mapping[str, _User],
+    sims: Iterable[_Sim],
+    last: Mapping[str, LastMessage],
+    now: datetime,
+) -> list[SimStatus]:
+    statuses = []
     for sim in sims:
         user = users[sim.user_name]
         zone = ZoneInfo(user.timezone)
@@ -72,7 +118,7 @@ def sim_statuses(
     return statuses
 
 
-def _due_dates(sim: SimRow, user: UserRow) -> tuple[date | None, date | None]:
+def _due_dates(sim: StoredSim, user: StoredUser) -> tuple[date | None, date | None]:
     """The next balance check and the idle deadline; None where the dates leave the calendar.
 
     (Sync pauses such a SIM and tells the admin; the status still lists it.)

@@ -1,0 +1,352 @@
+"""`watcher status` and `watcher health` read SQLite without SQLAlchemy, and say the same.
+
+watcher.db.plain is a second way into five tables. These tests hold it to the first:
+each read gives what its SQLAlchemy twin gives on the same database (for any stored
+values, not just the usual ones), its columns are the models' columns of the types it
+converts, and anything it is not sure of is handed back to the SQLAlchemy path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import typing
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Date, Numeric, String, delete, make_url
+
+from tests.conftest import WriteConfig
+from watcher import outbox
+from watcher.cli import main
+from watcher.clock import SystemClock
+from watcher.db import Database, open_database, plain
+from watcher.db.engine import resolve_database_url
+from watcher.db.models import Event, Heartbeat, OutboxRow, SimRow, UserRow, UTCDateTime
+from watcher.heartbeat import PLANNER, last_beat
+from watcher.reminders.status import plain_sim_statuses, sim_statuses
+from watcher.sync import LOADED_KIND, last_loaded
+
+NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    path = tmp_path / "watcher.db"
+    database = open_database(f"sqlite:///{path}")
+    yield database, path
+    database.close()
+
+
+def both_ways(database: Database, path: Path) -> tuple[object, object]:
+    """Everything status and health read, through SQLAlchemy and through sqlite3."""
+    with database.session() as session:
+        orm = (
+            sim_statuses(session, NOW),
+            last_loaded(session),
+            last_beat(session, PLANNER),
+            outbox.last_messages(session),
+        )
+    quick = plain.read(
+        path,
+        lambda db: (
+            plain_sim_statuses(db, NOW),
+            plain.last_loaded(db),
+            plain.last_beat(db, plain.PLANNER),
+            plain.last_messages(db),
+        ),
+    )
+    return orm, quick
+
+
+# --- the same answer -------------------------------------------------------------------------
+
+ZONES = ("Asia/Almaty", "UTC", "America/St_Johns", "Pacific/Kiritimati")
+OFFSETS = st.lists(st.sampled_from(["0d", "1d", "3d", "7d", "14d", "1m"]), max_size=3, unique=True)
+EVERY = st.none() | st.sampled_from(["14d", "30d", "90d", "1m", "3m", "12m"])
+DAY = st.dates(date(2000, 1, 1), date(2099, 12, 31))
+INSTANT = st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31)).map(
+    lambda moment: moment.replace(tzinfo=UTC)
+)
+MONEY = st.decimals(
+    min_value=Decimal("-999999999999.99"),
+    max_value=Decimal("999999999999.99"),
+    places=2,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+
+@st.composite
+def sims(draw: st.DrawFn, index: int) -> SimRow:
+    return SimRow(
+        id=f"sim-{index}",
+        user_name=draw(st.sampled_from(["alice", "bob"])),
+        operator=draw(st.sampled_from(["kcell", "tele2"])),
+        number=f"+7701{index:07d}",
+        active=draw(st.booleans()),
+        expires=draw(st.none() | DAY),
+        remind_before=",".join(draw(OFFSETS)),
+        remind_after=",".join(draw(OFFSETS)),
+        balance_check_every=draw(EVERY),
+        last_balance_check=draw(st.none() | DAY),
+        balance=draw(st.none() | MONEY),
+        idle_limit=draw(EVERY),
+        last_paid_activity=draw(st.none() | DAY),
+        first_seen_at=draw(INSTANT),
+    )
+
+
+@st.composite
+def messages(draw: st.DrawFn, index: int) -> OutboxRow:
+    created = draw(INSTANT)
+    return OutboxRow(
+        dedup_key=f"key-{index}",
+        channel="hook",
+        sim_id=draw(st.none() | st.sampled_from(["sim-0", "sim-1", "sim-2", "gone"])),
+        kind=draw(st.sampled_from(["expiry", "balance", "idle", "admin"])),
+        status=draw(st.sampled_from(["pending", "sent", "failed", "dead", "cancelled"])),
+        created_at=created,
+        next_attempt_at=created,
+        sent_at=draw(st.none() | INSTANT),
+    )
+
+
+@st.composite
+def contents(draw: st.DrawFn) -> list[object]:
+    rows: list[object] = [
+        UserRow(
+            name=name,
+            timezone=draw(st.sampled_from(ZONES)),
+            language="en",
+            remind_at=draw(st.sampled_from(["00:00", "09:30", "23:59"])),
+        )
+        for name in ("alice", "bob")
+    ]
+    rows += [draw(sims(index)) for index in range(draw(st.integers(0, 3)))]
+    rows += [draw(messages(index)) for index in range(draw(st.integers(0, 6)))]
+    for _ in range(draw(st.integers(0, 3))):
+        digest = draw(st.sampled_from(["aaa", "bbb"]))
+        at = draw(st.sampled_from([NOW, NOW - timedelta(microseconds=1), draw(INSTANT)]))
+        rows.append(Event(sim_id="", at=at, kind=LOADED_KIND, detail=f"{digest} /etc/w.yaml"))
+    if draw(st.booleans()):
+        rows.append(Heartbeat(name=PLANNER, at=draw(INSTANT)))
+    return rows
+
+
+def test_each_plain_read_gives_what_its_sqlalchemy_twin_gives(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_db
+
+    @settings(max_examples=60, deadline=None)
+    @given(contents())
+    def check(rows: list[object]) -> None:
+        with database.session() as session:
+            for model in (OutboxRow, Event, Heartbeat, SimRow, UserRow):
+                session.execute(delete(model))
+            for row in rows:  # in order: users before their SIMs
+                session.add(row)
+                session.flush()
+        orm, quick = both_ways(database, path)
+        assert repr(quick) == repr(orm)  # repr: Decimal("1.50") == Decimal("1.5"), yet prints apart
+
+    check()
+
+
+# --- the same columns ------------------------------------------------------------------------
+
+CONVERTED = {date: Date, datetime: UTCDateTime, Decimal: Numeric, str: String}
+
+
+@pytest.mark.parametrize(
+    ("record", "model"), [(plain.PlainSim, SimRow), (plain.PlainUser, UserRow)]
+)
+def test_plain_records_are_model_columns_of_the_types_they_convert(
+    record: type, model: type
+) -> None:
+    columns = model.__table__.columns  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(record)
+    for field in dataclasses.fields(record):
+        assert field.name in columns, f"{model.__name__} has no column {field.name}"
+        column = columns[field.name]
+        python = next(
+            t
+            for t in typing.get_args(hints[field.name]) or (hints[field.name],)
+            if t is not type(None)
+        )
+        assert isinstance(column.type, CONVERTED[python]), (field.name, column.type)
+        assert column.nullable == (type(None) in typing.get_args(hints[field.name])), field.name
+    numeric = [c for c in columns if isinstance(c.type, Numeric) and c.name in hints]
+    assert all(column.type.scale == 2 for column in numeric)  # what plain._money assumes
+
+
+# --- the same file ---------------------------------------------------------------------------
+
+URLS = [
+    "sqlite:///watcher.db",
+    "sqlite:///data/w.db",
+    "sqlite:////abs/w.db",
+    "sqlite+pysqlite:///w.db",
+    "sqlite:///with space/w.db",
+    "sqlite://",
+    "sqlite:///:memory:",
+    "sqlite:///w.db?mode=ro",
+    "sqlite:///w%20x.db",
+    "sqlite+aiosqlite:///w.db",
+    "postgresql+psycopg://u:p@127.0.0.1:5432/db",
+    None,
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_the_plain_file_is_the_one_sqlalchemy_opens_or_none(
+    url: str | None, tmp_path: Path
+) -> None:
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    found = plain.sqlite_file(url, tmp_path, env)
+    if found is None:
+        assert (
+            url is None
+            or not url.startswith(("sqlite:///", "sqlite+pysqlite:///"))
+            or any(mark in url for mark in ("?", "%", ":memory:"))
+        )
+        return
+    resolved = make_url(resolve_database_url(url, tmp_path, env))
+    assert resolved.get_backend_name() == "sqlite"
+    assert found.resolve() == Path(resolved.database or "").resolve()
+
+
+def test_the_environment_url_wins_as_it_does_for_sqlalchemy(tmp_path: Path) -> None:
+    env = {"WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}"}
+    assert plain.sqlite_file("sqlite:///config.db", tmp_path, env) == tmp_path / "env.db"
+    env = {"WATCHER_DATABASE_URL": "postgresql://127.0.0.1/db"}
+    assert plain.sqlite_file("sqlite:///config.db", tmp_path, env) is None
+
+
+# --- handed back when unsure ---------------------------------------------------------------
+
+
+def test_no_file_a_missing_file_and_an_older_schema_are_left_to_sqlalchemy(
+    sqlite_db: tuple[Database, Path], tmp_path: Path
+) -> None:
+    _, path = sqlite_db
+    for absent in (None, tmp_path / "missing.db"):
+        with pytest.raises(plain.Unsupported):
+            plain.read(absent, plain.users)
+    assert not (tmp_path / "missing.db").exists()  # read-only: nothing created
+    older = tmp_path / "older.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("VACUUM INTO ?", (str(older),))
+    connection.close()
+    with sqlite3.connect(older) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0001_initial'")
+    connection.close()
+    with pytest.raises(plain.Unsupported):
+        plain.read(older, plain.users)
+    assert plain.read(path, plain.users) == {}
+
+
+@pytest.mark.parametrize("stored", ["yesterday", 1764840600, "2026-12-04T09:30:00+05:00"])
+def test_a_value_sqlalchemy_may_read_differently_is_left_to_it(
+    sqlite_db: tuple[Database, Path], stored: object
+) -> None:
+    _, path = sqlite_db
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO heartbeats (name, at) VALUES ('planner', ?)", (stored,))
+    connection.close()
+    with pytest.raises(plain.Unsupported):
+        plain.read(path, lambda db: plain.last_beat(db, plain.PLANNER))
+
+
+def test_plain_reads_write_nothing(sqlite_db: tuple[Database, Path]) -> None:
+    _, path = sqlite_db
+    before = (path.read_bytes(), os.stat(path).st_mtime_ns)
+    with pytest.raises(plain.Unsupported):
+        plain.read(path, lambda db: db.execute("CREATE TABLE t (x INTEGER)"))
+    assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+
+
+# --- the same output -------------------------------------------------------------------------
+
+CONFIG = """
+timezone: Asia/Almaty
+database: sqlite:///{db}
+channels:
+  hook: "json://127.0.0.1:1/hook"
+users:
+  - name: alice
+    notify: [hook]
+    sims:
+      - id: alice-kcell
+        operator: kcell
+        number: "+77011234567"
+        expires: 2030-01-01
+        balance_check_every: 30d
+      - id: alice-tele2
+        operator: tele2
+        number: "+77071234567"
+        expires: 2030-02-01
+        idle_limit: 90d
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["status"], ["status", "--wide"], ["status", "--json"], ["health"], ["health", "--json"]],
+    ids=" ".join,
+)
+def test_status_and_health_print_the_same_through_either_path(
+    argv: list[str],
+    write_config: WriteConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both runs at one instant: health prints its age in whole seconds.
+    monkeypatch.setattr(SystemClock, "now", lambda self: NOW)
+    config = write_config(CONFIG.format(db=tmp_path / "w.db"))
+    args = ["-c", str(config)]
+    assert main(["db", "upgrade", *args]) == 0
+    assert main(["renew", "alice-kcell", "--until", "2030-02-01", *args]) == 0
+    assert main(["balance", "alice-kcell", "1500.5", *args]) == 0
+    database = open_database(f"sqlite:///{tmp_path / 'w.db'}")
+    with database.session() as session:
+        session.add(Heartbeat(name=PLANNER, at=NOW - timedelta(seconds=5)))
+        session.add(Event(sim_id="", at=NOW, kind=LOADED_KIND, detail=f"old {config}"))
+        session.add(
+            OutboxRow(
+                dedup_key="k",
+                channel="hook",
+                sim_id="alice-tele2",
+                kind="idle",
+                status="sent",
+                created_at=NOW,
+                next_attempt_at=NOW,
+                sent_at=NOW + timedelta(minutes=1),
+            )
+        )
+    database.close()
+    capsys.readouterr()
+
+    def run() -> tuple[int, str, str]:
+        code = main([*argv, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    quick = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(plain, "read", unsupported)
+        orm = run()
+    assert quick == orm
+    assert "alice" in quick[1] or "healthy" in quick[1]
+
+
+def unsupported(*_args: object) -> typing.NoReturn:
+    raise plain.Unsupported
