@@ -120,6 +120,7 @@ class Daemon:
         # holding its job store lock, which a job waking delivery (job.modify) needs:
         # a deadlock. So stop() shuts it down without waiting and waits here instead.
         self._running = 0
+        self._closing = False
         self._idle = threading.Condition()
 
     def run(self) -> int:
@@ -236,6 +237,7 @@ class Daemon:
             if self._scheduler.running:
                 self._scheduler.shutdown(wait=False)  # see _idle: waiting here could deadlock
             with self._idle:
+                self._closing = True  # a job the scheduler already handed out won't run
                 self._idle.wait_for(lambda: self._running == 0)
             self._retire()
             self.app.close()
@@ -259,6 +261,8 @@ class Daemon:
         @functools.wraps(job)
         def run() -> None:
             with self._idle:
+                if self._closing:
+                    return  # started after the stop took stock: the app is closing
                 self._running += 1
             try:
                 job()
@@ -295,13 +299,18 @@ class Daemon:
             )
 
     def _plan(self) -> None:
-        try:
-            if self.reload():
-                self._beat()  # the new config's digest, before the mismatch check
-            if self.app.plan() + self.app.flush_promotions():
-                self._wake_delivery()
-        except Exception as exc:
-            _log_failure("planning", exc)
+        while True:
+            try:
+                if self.reload():
+                    self._beat()  # the new config's digest, before the mismatch check
+                if self.app.plan() + self.app.flush_promotions():
+                    self._wake_delivery()
+            except Exception as exc:
+                _log_failure("planning", exc)
+            # A SIGHUP during this pass could not start another (one at a time): the
+            # scheduler would skip it and the reload would wait for the next interval.
+            if not self._force_reload.is_set() or self.stop_requested.is_set():
+                return
 
     def _scrape(self) -> None:
         try:
