@@ -218,3 +218,38 @@ def test_clients_kept_for_reuse_are_bounded(
         assert channels.send(f"c{i}", watcher.channels.Message("t", "b")).ok
     assert channels._idle_count == 2
     assert list(channels._idle) == [webhook.url("p3"), webhook.url("p4")]
+
+
+def test_metrics_say_what_holds_messages_back(
+    make_app: MakeApp, write_config: WriteConfig, webhook: WebhookReceiver
+) -> None:
+    # At 3 a.m. the outbox grows: /metrics says whether a service's limit is why.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path = config(
+        write_config,
+        {"hook": webhook.url()},
+        "delivery:\n  workers: 8\n  limits:\n    127.0.0.1: {connections: 2}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    seen: list[dict[str, float]] = []
+
+    def read_metrics() -> None:
+        families = text_string_to_metric_families(app.metrics.text().decode())
+        seen.append(
+            {
+                (sample.labels.get("reason") or sample.name): sample.value
+                for family in families
+                if family.name.startswith("watcher_delivery")
+                for sample in family.samples
+            }
+        )
+
+    webhook.delay = 0.1
+    webhook.on_post = read_metrics  # read while requests are being answered
+    queue(app, "hook", 10)
+    app.deliver()
+    webhook.on_post = None
+    assert any(m.get("watcher_delivery_in_flight") == 2 and m.get("host", 0) > 0 for m in seen)
+    read_metrics()
+    assert seen[-1]["watcher_delivery_in_flight"] == 0 and seen[-1]["host"] == 0

@@ -131,7 +131,7 @@ class App:
         from watcher import outbox
         from watcher.delivery import Deliverer
 
-        return Deliverer(
+        deliverer = Deliverer(
             self.database,
             self.loaded,
             self.clock,
@@ -140,6 +140,8 @@ class App:
             on_outcome=self.metrics.message,
             owner=outbox.claim_owner(self.replica),  # its claims live as long as it beats
         )
+        self.metrics.watch_delivery(deliverer.snapshot)
+        return deliverer
 
     @functools.cached_property
     def metrics(self) -> Metrics:

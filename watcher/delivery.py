@@ -67,6 +67,12 @@ def retry_delay(attempts: int, rng: random.Random) -> timedelta:
     return min(jittered, MAX_RETRY)
 
 
+@dataclass(frozen=True)
+class DeliveryState:
+    in_flight: int
+    waiting: dict[str, int]  # by what holds them back: a limit's kind, or "workers"
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0
@@ -146,6 +152,7 @@ class Deliverer:
         self._unmarked_lock = threading.Lock()
         self._marking = threading.Lock()
         self._limiter_lock = threading.Lock()  # a pass's dispatcher vs set_replicas
+        self._current: _Pass | None = None  # the pass running now, for snapshot()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -159,8 +166,21 @@ class Deliverer:
             # the sent marks above are in, they are this process's rows that never left.
             unreleased, self._unreleased = self._unreleased, []
             self._release(unreleased, waits=())
-        _Pass(self, report).run()
+        self._current = _Pass(self, report)
+        try:
+            self._current.run()
+        finally:
+            self._current = None
         return report
+
+    def snapshot(self) -> DeliveryState:
+        """What delivery is doing now: sends in flight, and claimed messages waiting,
+        by what holds them back (a kind of limit, or "workers" when all are busy)."""
+        current = self._current
+        if current is None:
+            return DeliveryState(0, {})
+        with current.cond:
+            return DeliveryState(current.in_flight, dict(current.waiting))
 
     def set_replicas(self, count: int) -> None:
         """``count`` daemons send from this database: each takes its share of a limit."""
@@ -343,6 +363,7 @@ class _Pass:
         self.failure: BaseException | None = None
         self.drained = False  # the last claim took every row due
         self._admin: dict[int, list[str]] = {}  # admin targets per config in force
+        self.waiting: dict[str, int] = {}  # queued rows by what held them at the last look
 
     def run(self) -> None:
         d = self.d
@@ -403,17 +424,23 @@ class _Pass:
         now = time.monotonic()
         soonest = math.inf
         holding: set[LimitKey] = set()
+        waiting: dict[str, int] = {}
         with d._limiter_lock:
             for keys, lane in list(self.lanes.items()):
                 if self.in_flight >= workers:
-                    break
-                if any(key in holding for key, _ in keys):
+                    waiting["workers"] = waiting.get("workers", 0) + len(lane)
                     continue
+                held = next((key for key, _ in keys if key in holding), None)
+                if held is not None:
+                    waiting[held.kind] = waiting.get(held.kind, 0) + len(lane)
+                    continue
+                reason = "workers"  # why what is left of the lane waits, if anything
                 while lane and self.in_flight < workers:
                     wait, held_by = d.limiter.check(keys, now)
                     if wait > 0:
                         holding.update(held_by)
                         soonest = min(soonest, wait)
+                        reason = held_by[0].kind
                         break
                     job = lane.popleft()
                     self.queued -= 1
@@ -428,8 +455,11 @@ class _Pass:
                     d.limiter.start(keys)
                     self.in_flight += 1
                     self.started.append(job.row_id)
-                if not lane:
+                if lane:
+                    waiting[reason] = waiting.get(reason, 0) + len(lane)
+                else:
                     del self.lanes[keys]
+        self.waiting = waiting
         return soonest
 
     def _claim_more(self) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
@@ -35,6 +35,9 @@ from watcher.clock import Clock
 from watcher.db.engine import Database
 from watcher.db.models import OutboxRow, SourceRow
 from watcher.heartbeat import PLANNER, REPLICA_LIVE, last_beat, live_replicas
+
+if TYPE_CHECKING:
+    from watcher.delivery import DeliveryState
 
 __all__ = ["Health", "HttpService", "Metrics", "check_health", "parse_listen"]
 
@@ -120,6 +123,12 @@ class Metrics:
             {"version": __version__}
         )
         self.registry.register(_DatabaseCollector(database, clock))
+        self._delivery: Callable[[], DeliveryState] | None = None
+        self.registry.register(_DeliveryCollector(lambda: self._delivery))
+
+    def watch_delivery(self, state: Callable[[], DeliveryState]) -> None:
+        """Report what ``state`` says delivery is doing (the daemon's Deliverer)."""
+        self._delivery = state
 
     def message(self, kind: str, channel: str, outcome: str) -> None:
         self.messages.labels(kind=kind, channel=channel, outcome=outcome).inc()
@@ -130,6 +139,35 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DeliveryCollector(Collector):
+    """Sends in flight and claimed messages waiting, by what holds them back: when the
+    outbox grows, whether a service's limit (and which kind) or the workers are why."""
+
+    def __init__(self, state: Callable[[], Callable[[], DeliveryState] | None]) -> None:
+        self._state = state
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        read = self._state()
+        if read is None:
+            return
+        state = read()
+        flying = GaugeMetricFamily("watcher_delivery_in_flight", "Messages being sent now")
+        flying.add_metric([], state.in_flight)
+        waiting = GaugeMetricFamily(
+            "watcher_delivery_waiting",
+            "Claimed messages waiting their turn, by what holds them back (a kind of "
+            "service limit: telegram bot, telegram chat, smtp, host, target; or workers)",
+            labels=["reason"],
+        )
+        for reason in ("workers", "telegram bot", "telegram chat", "smtp", "host", "target"):
+            waiting.add_metric([reason], state.waiting.get(reason, 0))
+        yield flying
+        yield waiting
 
 
 class _DatabaseCollector(Collector):
