@@ -253,3 +253,32 @@ def test_metrics_say_what_holds_messages_back(
     assert any(m.get("watcher_delivery_in_flight") == 2 and m.get("host", 0) > 0 for m in seen)
     read_metrics()
     assert seen[-1]["watcher_delivery_in_flight"] == 0 and seen[-1]["host"] == 0
+
+
+def test_a_backlog_for_a_slow_service_does_not_keep_newer_messages_out_of_the_queue(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    second_webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows are claimed oldest first. A long backlog for one slow service would fill
+    # every claim until all of it were claimed; a service with a batch of rows waiting
+    # is skipped by the next claims instead, so the others' rows get in and go out.
+    monkeypatch.setattr(watcher.delivery, "BATCH", 20)
+    slow, fast = webhook, second_webhook
+    fast_url = fast.url().replace("127.0.0.1", "localhost")
+    path = config(
+        write_config,
+        {"slow": slow.url(), "fast": fast_url},
+        "delivery:\n  workers: 4\n  limits:\n    127.0.0.1: {connections: 1}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    slow.delay = 0.01
+    queue(app, "slow", 200)  # older: first in claim order
+    queue(app, "fast", 10)
+    app.deliver()
+    assert len(slow.titles()) == 200 and len(fast.titles()) == 10
+    fast_done = max(at for at, _ in fast.started)
+    slow_starts = sorted(at for at, _ in slow.started)
+    assert fast_done < slow_starts[40], "the fast service's rows waited behind the backlog"

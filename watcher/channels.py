@@ -19,7 +19,7 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,10 @@ class Channels:
         self._idle: OrderedDict[str, list[apprise.Apprise]] = OrderedDict()
         self._idle_count = 0
         self._services: dict[str, Service] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        """Every target, in config order."""
+        return iter(list(self._urls))
 
     def targets(self, name: str) -> list[str]:
         return [t for t in self._urls if t == name or t.startswith(f"{name}#")]

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -189,9 +189,11 @@ class Deliverer:
 
     # -- claiming: pick due rows, hold quiet ones, render and store the text --------
 
-    def _claim(self, loaded: LoadedConfig, now: datetime) -> tuple[list[_Job], int, bool]:
-        """Claim up to a batch of due rows: (jobs, rows held for quiet hours, whether
-        that was all that is due)."""
+    def _claim(
+        self, loaded: LoadedConfig, now: datetime, skip: Collection[str] = ()
+    ) -> tuple[list[_Job], int, bool]:
+        """Claim up to a batch of due rows, none for the ``skip`` targets: (jobs, rows
+        held for quiet hours, whether that was all that is due)."""
         jobs: list[_Job] = []
         held = 0
         catalogue = loaded.catalogue
@@ -199,7 +201,11 @@ class Deliverer:
         with self._writing, self.database.session() as session:
             # PostgreSQL senders skip each other's rows; SQLite has one writer at a time.
             rows = outbox.due_rows(
-                session, now, limit=limit, skip_locked=not self.database.is_sqlite
+                session,
+                now,
+                limit=limit,
+                skip_locked=not self.database.is_sqlite,
+                skip_channels=skip,
             )
             users = _users_of(session, rows)
             for row in rows:
@@ -362,6 +368,12 @@ class _Pass:
         self.accepted: set[int] = set()  # rows a channel took: sent, marked yet or not
         self.failure: BaseException | None = None
         self.drained = False  # the last claim took every row due
+        # Rows queued per limit: a service with a batch of them waiting is *crowded*, and
+        # claims skip its targets, so its backlog (older rows, claimed first) does not
+        # keep every other service's rows out of the queue.
+        self.queued_by_key: dict[LimitKey, int] = {}
+        self.dry_while: frozenset[LimitKey] | None = None  # crowded when a skipping claim
+        # came back short: claim again only once that changes
         self._admin: dict[int, list[str]] = {}  # admin targets per config in force
         self.waiting: dict[str, int] = {}  # queued rows by what held them at the last look
 
@@ -397,16 +409,12 @@ class _Pass:
         """Start what may start; then say what the dispatcher does next: "claim",
         "renew", or "end". Waits (for a send to end or a limit to allow) meanwhile."""
         d = self.d
-        workers = d.concurrency
         with self.cond:
             while True:
                 if self.failure is not None or d.stopping.is_set():
                     return "end"
                 wait = self._start_ready()
-                if not self.drained and (
-                    self.queued < workers
-                    or (self.in_flight < workers and self.queued < QUEUE_ROWS * d.batch)
-                ):
+                if self._wants_rows():
                     return "claim"
                 if self.drained and not self.queued and not self.in_flight:
                     return "end"
@@ -415,6 +423,29 @@ class _Pass:
                 # Woken by a send's end (notify), when a limit allows the next, or to
                 # look at the stop signal and the claims' age.
                 self.cond.wait(timeout=min(wait, WAKE_EVERY))
+
+    def _wants_rows(self) -> bool:
+        d = self.d
+        workers = d.concurrency
+        if self.drained or self.queued >= QUEUE_ROWS * d.batch:
+            return False
+        if self.queued >= workers and self.in_flight >= workers:
+            return False  # enough queued to keep every worker busy
+        return self.dry_while is None or self._crowded() != self.dry_while
+
+    def _crowded(self) -> frozenset[LimitKey]:
+        return frozenset(k for k, n in self.queued_by_key.items() if n >= self.d.batch // 2)
+
+    def _skip(self, loaded: LoadedConfig, crowded: frozenset[LimitKey]) -> set[str]:
+        """The targets a send to which is under a crowded limit."""
+        if not crowded:
+            return set()
+        skip = set()
+        for target in loaded.channels:
+            service = loaded.channels.service(target)
+            if service is not None and any(key in crowded for key, _ in limits_of(service)):
+                skip.add(target)
+        return skip
 
     def _start_ready(self) -> float:
         """Start every queued send its limits allow (the oldest lanes first); returns
@@ -453,6 +484,8 @@ class _Pass:
                     # Counted after the hand-off: the worker cannot end it before we
                     # let go of the locks, and a failed hand-off counts nothing.
                     d.limiter.start(keys)
+                    for key, _ in keys:
+                        self.queued_by_key[key] -= 1
                     self.in_flight += 1
                     self.started.append(job.row_id)
                 if lane:
@@ -469,16 +502,25 @@ class _Pass:
             with d._limiter_lock:
                 d.limiter.configure(loaded.config.delivery.overrides())
             d._limits_of = loaded
-        jobs, held, drained = d._claim(loaded, d.clock.now())
+        with self.cond:
+            crowded = self._crowded()
+        skip = self._skip(loaded, crowded)  # may load plugins: not under the lock
+        jobs, held, short = d._claim(loaded, d.clock.now(), skip)
         now = time.monotonic()
         for job in jobs:
-            job.keys = d._keys(job)  # may load the target's plugin: not under the lock
+            job.keys = d._keys(job)
             job.claimed = now
         with self.cond:
             self.report.held += held
-            self.drained = drained
+            if short and skip:
+                self.dry_while = crowded  # the rest is for the crowded services
+            else:
+                self.drained = short
+                self.dry_while = None
             for job in jobs:
                 self.lanes.setdefault(job.keys, deque()).append(job)
+                for key, _ in job.keys:
+                    self.queued_by_key[key] = self.queued_by_key.get(key, 0) + 1
             self.queued += len(jobs)
 
     def _stale(self) -> bool:

@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -326,13 +326,19 @@ def claim_owner(replica: str | None = None) -> str:
 
 
 def due_rows(
-    session: Session, now: datetime, *, limit: int, skip_locked: bool
+    session: Session,
+    now: datetime,
+    *,
+    limit: int,
+    skip_locked: bool,
+    skip_channels: Collection[str] = (),
 ) -> Sequence[OutboxRow]:
     """Pending rows due at ``now`` and not claimed by a live sender, oldest first.
 
     A claim holds for CLAIM_LEASE, or until its owner's replica heartbeat is SENDER_DEAD
     old, whichever comes first. ``skip_locked`` (PostgreSQL) lets concurrent senders
-    each take different rows.
+    each take different rows. Rows for ``skip_channels`` (a sender's backlog for them
+    is long enough already) are left for later.
     """
     dead = _dead_owners(session, now)
     free = [OutboxRow.claimed_at.is_(None), OutboxRow.claimed_at < now - CLAIM_LEASE]
@@ -344,6 +350,8 @@ def due_rows(
         .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
         .limit(limit)
     )
+    if skip_channels:
+        query = query.where(OutboxRow.channel.not_in(sorted(skip_channels)))
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     rows = session.scalars(query).all()
