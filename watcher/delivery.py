@@ -372,6 +372,7 @@ class _Pass:
         # claims skip its targets, so its backlog (older rows, claimed first) does not
         # keep every other service's rows out of the queue.
         self.queued_by_key: dict[LimitKey, int] = {}
+        self.builtin: dict[LimitKey, Limit] = {}
         self.dry_while: frozenset[LimitKey] | None = None  # crowded when a skipping claim
         # came back short: claim again only once that changes
         self._admin: dict[int, list[str]] = {}  # admin targets per config in force
@@ -434,7 +435,15 @@ class _Pass:
         return self.dry_while is None or self._crowded() != self.dry_while
 
     def _crowded(self) -> frozenset[LimitKey]:
-        return frozenset(k for k, n in self.queued_by_key.items() if n >= self.d.batch // 2)
+        """The limits with half a batch of rows queued behind them (a limit that caps
+        nothing, a host without one, crowds nothing: the workers take its rows)."""
+        d = self.d
+        with d._limiter_lock:
+            return frozenset(
+                key
+                for key, n in self.queued_by_key.items()
+                if n >= d.batch // 2 and d.limiter.limit(key, self.builtin[key]) != Limit()
+            )
 
     def _skip(self, loaded: LoadedConfig, crowded: frozenset[LimitKey]) -> set[str]:
         """The targets a send to which is under a crowded limit."""
@@ -519,8 +528,9 @@ class _Pass:
                 self.dry_while = None
             for job in jobs:
                 self.lanes.setdefault(job.keys, deque()).append(job)
-                for key, _ in job.keys:
+                for key, limit in job.keys:
                     self.queued_by_key[key] = self.queued_by_key.get(key, 0) + 1
+                    self.builtin[key] = limit
             self.queued += len(jobs)
 
     def _stale(self) -> bool:
