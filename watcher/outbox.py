@@ -521,39 +521,37 @@ def release_own_claims(
     lease ran out and that another sender took, or one sent meanwhile, stays as it is.
     Returns how many were released.
     """
-    if not row_ids:
-        return 0
-    released = connection.execute(
-        update(OutboxRow)
-        .where(
-            OutboxRow.id.in_(row_ids),
-            OutboxRow.status == Status.PENDING,
-            OutboxRow.claimed_by == (owner or claim_owner()),
-        )
-        .values(claimed_at=None, claimed_by=None)
-        .returning(OutboxRow.id)
+    return _update_own_claims(
+        connection, row_ids, owner or claim_owner(), claimed_at=None, claimed_by=None
     )
-    return len(released.all())
 
 
 def renew_claims(
     connection: Connection, row_ids: Sequence[int], now: datetime, *, owner: str
 ) -> int:
-    """Renew this process's claims on ``row_ids`` (waiting their turn under a slow
+    """Renew ``owner``'s claims on ``row_ids`` (rows waiting their turn under a slow
     service's limit), so no sender takes them for a lapsed lease. Returns how many."""
+    return _update_own_claims(connection, row_ids, owner, claimed_at=now)
+
+
+def _update_own_claims(
+    connection: Connection, row_ids: Sequence[int], owner: str, **values: object
+) -> int:
+    """Set ``values`` on those of ``row_ids`` still pending and claimed by ``owner``;
+    how many (counted by RETURNING: a driver may report -1 as a row count)."""
     if not row_ids:
         return 0
-    renewed = connection.execute(
+    updated = connection.execute(
         update(OutboxRow)
         .where(
             OutboxRow.id.in_(row_ids),
             OutboxRow.status == Status.PENDING,
             OutboxRow.claimed_by == owner,
         )
-        .values(claimed_at=now)
+        .values(**values)
         .returning(OutboxRow.id)
     )
-    return len(renewed.all())
+    return len(updated.all())
 
 
 def _is_dead(owner: str, host: str) -> bool:
