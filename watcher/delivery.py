@@ -229,7 +229,11 @@ class Deliverer:
     def _keys(self, job: _Job) -> Keys:
         """The limits a send of ``job`` is under (none for a channel no longer there)."""
         assert job.loaded is not None
-        service = job.loaded.channels.service(job.channel)
+        try:
+            service = job.loaded.channels.service(job.channel)
+        except Exception:  # a plugin's bug: the send will fail and be retried on its own
+            log.exception("could not read the limits of %s; sending it unlimited", job.channel)
+            return ()
         return () if service is None else tuple(limits_of(service))
 
     # -- sending ------------------------------------------------------------------
