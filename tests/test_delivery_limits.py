@@ -282,3 +282,23 @@ def test_a_backlog_for_a_slow_service_does_not_keep_newer_messages_out_of_the_qu
     fast_done = max(at for at, _ in fast.started)
     slow_starts = sorted(at for at, _ in slow.started)
     assert fast_done < slow_starts[40], "the fast service's rows waited behind the backlog"
+
+
+def test_a_target_whose_limits_cannot_be_read_is_still_sent_to(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A plugin bug while its facts are read must not strand the claimed rows.
+    def broken(self: object, target: str) -> None:
+        raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(watcher.channels.Channels, "service", broken)
+    path = config(write_config, {"hook": webhook.url()}, "delivery:\n  workers: 2")
+    app = make_app(path, clock=FixedClock(NOW))
+    titles = queue(app, "hook", 5)
+    assert app.deliver().sent == 5
+    assert sorted(webhook.titles()) == titles
+    assert "could not read the limits of hook" in caplog.text

@@ -226,13 +226,12 @@ class Deliverer:
             log.info("%d messages held until quiet hours end", held)
         return jobs, held, len(rows) < limit
 
-    def _keys(self, job: _Job) -> Keys:
-        """The limits a send of ``job`` is under (none for a channel no longer there)."""
-        assert job.loaded is not None
+    def _keys(self, loaded: LoadedConfig, target: str) -> Keys:
+        """The limits a send to ``target`` is under (none for a target no longer there)."""
         try:
-            service = job.loaded.channels.service(job.channel)
-        except Exception:  # a plugin's bug: the send will fail and be retried on its own
-            log.exception("could not read the limits of %s; sending it unlimited", job.channel)
+            service = loaded.channels.service(target)
+        except Exception:  # a plugin's bug: the send fails and is retried on its own
+            log.exception("could not read the limits of %s; sending to it unlimited", target)
             return ()
         return () if service is None else tuple(limits_of(service))
 
@@ -453,12 +452,11 @@ class _Pass:
         """The targets a send to which is under a crowded limit."""
         if not crowded:
             return set()
-        skip = set()
-        for target in loaded.channels:
-            service = loaded.channels.service(target)
-            if service is not None and any(key in crowded for key, _ in limits_of(service)):
-                skip.add(target)
-        return skip
+        return {
+            target
+            for target in loaded.channels
+            if any(key in crowded for key, _ in self.d._keys(loaded, target))
+        }
 
     def _start_ready(self) -> float:
         """Start every queued send its limits allow (the oldest lanes first); returns
@@ -521,7 +519,7 @@ class _Pass:
         jobs, held, short = d._claim(loaded, d.clock.now(), skip)
         now = time.monotonic()
         for job in jobs:
-            job.keys = d._keys(job)
+            job.keys = d._keys(loaded, job.channel)
             job.claimed = now
         with self.cond:
             self.report.held += held
