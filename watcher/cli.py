@@ -618,9 +618,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _read_status(app: App) -> tuple[list[SimStatus], LoadedRecord | None]:
-    """The SIMs and the config the daemon loaded: through sqlite3 alone when the database
-    is a plain SQLite file or PostgreSQL server at the newest revision, else through
-    SQLAlchemy (issue 11)."""
+    """The SIMs and the config the daemon loaded: without SQLAlchemy when the database is
+    a plain SQLite file or PostgreSQL server at the newest revision, else through it
+    (issue 11)."""
     from watcher.db import plain
     from watcher.reminders.status import plain_sim_statuses
 

@@ -379,7 +379,7 @@ def _utc(value: str | datetime | None) -> datetime | None:
     SQLite, a ``timestamp without time zone`` on PostgreSQL."""
     if value is None:
         return None
-    parsed = value if type(value) is datetime else datetime.fromisoformat(value)  # type: ignore[arg-type]
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     if parsed.tzinfo is not None:
         raise ValueError(f"an aware timestamp: {value!r}")
     return parsed.replace(tzinfo=UTC)
