@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from watcher.catalogue import Catalogue
     from watcher.channels import Channels
     from watcher.db.engine import Database
+    from watcher.db.plain import Server
     from watcher.delivery import Deliverer, DeliveryReport
     from watcher.promotions.alerts import Audience
     from watcher.promotions.jobs import ScrapeResult
@@ -119,12 +120,12 @@ class App:
         )
 
     @functools.cached_property
-    def plain_file(self) -> Path | None:
-        """The file of a plain ``sqlite:///`` database, which ``status`` and ``health``
-        read without SQLAlchemy (:mod:`watcher.db.plain`); None for any other."""
-        from watcher.db.plain import sqlite_file
+    def plain_source(self) -> Path | Server | None:
+        """The SQLite file or PostgreSQL server that ``status`` and ``health`` read
+        without SQLAlchemy (:mod:`watcher.db.plain`); None for any other database."""
+        from watcher.db.plain import plain_source
 
-        return sqlite_file(self.loaded.config.database, self.loaded.path.parent, self.env)
+        return plain_source(self.loaded.config.database, self.loaded.path.parent, self.env)
 
     @functools.cached_property
     def deliverer(self) -> Deliverer:

@@ -618,15 +618,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _read_status(app: App) -> tuple[list[SimStatus], LoadedRecord | None]:
-    """The SIMs and the config the daemon loaded: through sqlite3 alone when the database
-    is a plain SQLite file at the newest revision, else through SQLAlchemy (issue 11)."""
+    """The SIMs and the config the daemon loaded: without SQLAlchemy when the database is
+    a plain SQLite file or PostgreSQL server at the newest revision, else through it
+    (issue 11)."""
     from watcher.db import plain
     from watcher.reminders.status import plain_sim_statuses
 
     now = app.clock.now()
     try:
         return plain.read(
-            app.plain_file, lambda db: (plain_sim_statuses(db, now), plain.last_loaded(db))
+            app.plain_source, lambda db: (plain_sim_statuses(db, now), plain.last_loaded(db))
         )
     except plain.Unsupported:
         pass
@@ -1344,8 +1345,8 @@ def _health(args: argparse.Namespace) -> int:
     from watcher.db import plain
 
     with _app(args, sends=False) as app:
-        try:  # through sqlite3 alone on a plain SQLite file at the newest revision
-            at = plain.read(app.plain_file, lambda db: plain.last_beat(db, plain.PLANNER))
+        try:  # without SQLAlchemy on a plain SQLite file or PostgreSQL URL at the newest revision
+            at = plain.read(app.plain_source, lambda db: plain.last_beat(db, plain.PLANNER))
         except plain.Unsupported:  # else as every command: opened (and migrated) by SQLAlchemy
             from watcher.heartbeat import PLANNER, last_beat
 

@@ -1,14 +1,14 @@
 """What ``watcher status`` shows: every active SIM's effective dates and last message.
 
 Two ways in, one answer: :func:`sim_statuses` reads through a SQLAlchemy session,
-:func:`plain_sim_statuses` through :mod:`watcher.db.plain` (a SQLite file read
-without importing SQLAlchemy, which would cost a short command most of its time).
+:func:`plain_sim_statuses` through :mod:`watcher.db.plain` (a SQLite file or a
+PostgreSQL server read without importing SQLAlchemy, which would cost a short command
+most of its time).
 Both hand their rows to :func:`_statuses`. Importing this module imports no SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -82,7 +82,7 @@ def sim_statuses(
     return _statuses(users, session.scalars(query), last, now)
 
 
-def plain_sim_statuses(connection: sqlite3.Connection, now: datetime) -> list[SimStatus]:
+def plain_sim_statuses(connection: plain.Reader, now: datetime) -> list[SimStatus]:
     """:func:`sim_statuses` (of every user) on a :func:`watcher.db.plain.read` connection."""
     users = plain.users(connection)
     last = plain.last_messages(connection)
