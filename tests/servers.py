@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -106,8 +107,20 @@ class _Sink:
         self.messages: list[EmailMessage] = []
         self.fail = False
         self.lock = threading.Lock()
+        self.delay = 0.0  # seconds each message takes to be accepted
+        self.peak = 0  # the most messages it was accepting at once
+        self._open = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self._open += 1
+            self.peak = max(self.peak, self._open)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            with self.lock:
+                self._open -= 1
         if self.fail:
             return "451 try again later"
         message = message_from_bytes(envelope.content, policy=policy.default)
@@ -141,6 +154,10 @@ class SmtpSink:
     @fail.setter
     def fail(self, value: bool) -> None:
         self._handler.fail = value
+
+    @property
+    def handler(self) -> _Sink:
+        return self._handler
 
     def subjects(self) -> list[str]:
         with self._handler.lock:

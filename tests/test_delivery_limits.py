@@ -18,9 +18,10 @@ from sqlalchemy import event
 import watcher.channels
 import watcher.delivery
 from tests.conftest import MakeApp, WriteConfig
-from tests.servers import WebhookReceiver
+from tests.servers import SmtpSink, WebhookReceiver
 from watcher.app import App
 from watcher.clock import FixedClock
+from watcher.limits import SMTP_CONNECTIONS
 from watcher.outbox import NewMessage, enqueue
 
 NOW = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -302,3 +303,17 @@ def test_a_target_whose_limits_cannot_be_read_is_still_sent_to(
     assert app.deliver().sent == 5
     assert sorted(webhook.titles()) == titles
     assert "could not read the limits of hook" in caplog.text
+
+
+def test_mail_goes_through_a_handful_of_connections_per_smtp_server(
+    make_app: MakeApp, write_config: WriteConfig, smtp: SmtpSink
+) -> None:
+    # A real SMTP server: no more than SMTP_CONNECTIONS at once however many workers,
+    # and many mails through each reused client, every one whole and once.
+    smtp.handler.delay = 0.05
+    path = config(write_config, {"mail": smtp.url()}, "delivery:\n  workers: 16")
+    app = make_app(path, clock=FixedClock(NOW))
+    titles = queue(app, "mail", 24)
+    assert app.deliver().sent == 24
+    assert sorted(smtp.subjects()) == titles
+    assert smtp.handler.peak == SMTP_CONNECTIONS
