@@ -100,6 +100,30 @@ def test_a_rate_limit_paces_the_sends(
             assert b - a + 1 <= rate + (times[b] - times[a]) * rate + 1
 
 
+def race(
+    make_app: MakeApp,
+    write_config: WriteConfig,
+    slow: WebhookReceiver,
+    fast: WebhookReceiver,
+    counts: tuple[int, int],
+) -> tuple[float, list[float]]:
+    """``counts`` messages for a host limited to one connection (queued first, so
+    claimed first), then for an unlimited one; delivered in one pass. Returns when the
+    last fast one started and when each slow one did."""
+    fast_url = fast.url().replace("127.0.0.1", "localhost")  # another host, no limit
+    path = config(
+        write_config,
+        {"slow": slow.url(), "fast": fast_url},
+        "delivery:\n  workers: 4\n  limits:\n    127.0.0.1: {connections: 1}",
+    )
+    app = make_app(path, clock=FixedClock(NOW))
+    queue(app, "slow", counts[0])
+    queue(app, "fast", counts[1])
+    app.deliver()
+    assert (len(slow.titles()), len(fast.titles())) == counts
+    return max(at for at, _ in fast.started), sorted(at for at, _ in slow.started)
+
+
 def test_a_slow_limited_service_does_not_hold_up_another(
     make_app: MakeApp,
     write_config: WriteConfig,
@@ -108,21 +132,8 @@ def test_a_slow_limited_service_does_not_hold_up_another(
 ) -> None:
     # The slow host's messages are older, so they come first in the outbox; one at a
     # time, 0.2 s each. The other host's messages must not queue behind them.
-    slow, fast = webhook, second_webhook
-    fast_url = fast.url().replace("127.0.0.1", "localhost")
-    path = config(
-        write_config,
-        {"slow": slow.url(), "fast": fast_url},
-        "delivery:\n  workers: 4\n  limits:\n    127.0.0.1: {connections: 1}",
-    )
-    app = make_app(path, clock=FixedClock(NOW))
-    slow.delay = 0.2
-    queue(app, "slow", 6)
-    queue(app, "fast", 12)
-    app.deliver()
-    assert len(fast.titles()) == 12 and len(slow.titles()) == 6
-    fast_done = max(at for at, _ in fast.started)
-    slow_starts = sorted(at for at, _ in slow.started)
+    webhook.delay = 0.2
+    fast_done, slow_starts = race(make_app, write_config, webhook, second_webhook, (6, 12))
     assert fast_done < slow_starts[2], "the fast host waited behind the slow one"
 
 
@@ -267,21 +278,8 @@ def test_a_backlog_for_a_slow_service_does_not_keep_newer_messages_out_of_the_qu
     # every claim until all of it were claimed; a service with a batch of rows waiting
     # is skipped by the next claims instead, so the others' rows get in and go out.
     monkeypatch.setattr(watcher.delivery, "BATCH", 20)
-    slow, fast = webhook, second_webhook
-    fast_url = fast.url().replace("127.0.0.1", "localhost")
-    path = config(
-        write_config,
-        {"slow": slow.url(), "fast": fast_url},
-        "delivery:\n  workers: 4\n  limits:\n    127.0.0.1: {connections: 1}",
-    )
-    app = make_app(path, clock=FixedClock(NOW))
-    slow.delay = 0.01
-    queue(app, "slow", 200)  # older: first in claim order
-    queue(app, "fast", 10)
-    app.deliver()
-    assert len(slow.titles()) == 200 and len(fast.titles()) == 10
-    fast_done = max(at for at, _ in fast.started)
-    slow_starts = sorted(at for at, _ in slow.started)
+    webhook.delay = 0.01
+    fast_done, slow_starts = race(make_app, write_config, webhook, second_webhook, (200, 10))
     assert fast_done < slow_starts[40], "the fast service's rows waited behind the backlog"
 
 
