@@ -108,7 +108,7 @@ def test_check_loads_neither_the_database_nor_the_fetcher(small_config: Path) ->
 
 
 @pytest.mark.parametrize("command", ["status", "health"])
-def test_status_and_health_on_a_current_database_load_no_migration_or_scraping_module(
+def test_status_and_health_on_a_current_sqlite_database_load_only_what_they_read_with(
     small_config: Path, command: str
 ) -> None:
     assert main(["db", "upgrade", "-c", str(small_config)]) == 0
@@ -116,22 +116,10 @@ def test_status_and_health_on_a_current_database_load_no_migration_or_scraping_m
     assert main(["renew", "alice-kcell", "--until", "2030-02-01", "-c", str(small_config)]) == 0
     loaded, out = modules_after(command, "-c", str(small_config))
     assert "alice" in out or "healthy" in out, out
-    # Nothing is sent, so Apprise is not asked about the channel URLs either.
-    assert loaded.isdisjoint({"apprise", "alembic", "httpx", "playwright", "apscheduler"}), sorted(
-        loaded & set(HEAVY)
-    )
-
-
-@pytest.mark.parametrize("command", ["status", "health"])
-def test_status_and_health_on_a_current_sqlite_database_load_no_sqlalchemy(
-    small_config: Path, command: str
-) -> None:
+    # Nothing is sent, so Apprise is not asked about the channel URLs either; and
     # SQLAlchemy (ORM or not) is 0.18 s of import: these two read the file with sqlite3.
-    assert main(["db", "upgrade", "-c", str(small_config)]) == 0
-    assert main(["renew", "alice-kcell", "--until", "2030-02-01", "-c", str(small_config)]) == 0
-    loaded, out = modules_after(command, "-c", str(small_config))
-    assert "alice" in out or "healthy" in out, out
-    assert "sqlalchemy" not in loaded
+    unwanted = {"apprise", "alembic", "httpx", "playwright", "apscheduler", "sqlalchemy"}
+    assert loaded.isdisjoint(unwanted), sorted(loaded & unwanted)
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)

@@ -506,19 +506,8 @@ def test_status_and_health_print_the_same_through_either_path(
     database.close()
     capsys.readouterr()
 
-    def run() -> tuple[int, str, str]:
-        code = main([*argv, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    reads = []
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", counted(reads))
-        quick = run()
+    reads, quick, orm = through_both([*argv, *args], monkeypatch, capsys)
     assert reads == ["answered"]  # the plain path did answer
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", unsupported)
-        orm = run()
     assert quick == orm
     assert "alice" in quick[1] or "healthy" in quick[1]
 
@@ -547,15 +536,8 @@ def test_a_server_that_cannot_be_reached_is_said_as_before(
     if slow:
         monkeypatch.setattr(plain, "SLOW_CONNECT", 0.0)
     config = write_config(CONFIG.format(db=url))
-    args = [*argv, "-c", str(config)]
-    reads: list[str] = []
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", counted(reads))
-        quick = (main(args), *capsys.readouterr())
+    reads, quick, orm = through_both([*argv, "-c", str(config)], monkeypatch, capsys)
     assert reads == ["said it" if slow else "handed back"]
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", unsupported)
-        orm = (main(args), *capsys.readouterr())
     assert quick == orm
     assert quick[0] == 1
     assert quick[2].startswith("error: cannot reach the database at 127.0.0.1:1: ")
@@ -582,14 +564,8 @@ def test_a_connect_timeout_is_waited_for_once_and_said_as_before(
     monkeypatch.delenv("WATCHER_DATABASE_URL", raising=False)
     url = f"postgresql+psycopg://w:s3cret@127.0.0.1:{silent_server}/w?connect_timeout=2"
     args = ["status", "-c", str(write_config(CONFIG.format(db=url)))]
-    reads: list[str] = []
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", counted(reads))
-        quick = (main(args), *capsys.readouterr())
+    reads, quick, orm = through_both(args, monkeypatch, capsys)
     assert reads == ["said it"]  # and SQLAlchemy never tried
-    with monkeypatch.context() as patch:
-        patch.setattr(plain, "read", unsupported)
-        orm = (main(args), *capsys.readouterr())
     assert quick == orm
     assert quick[2] == (
         f"error: cannot reach the database at 127.0.0.1:{silent_server}: "
@@ -614,13 +590,27 @@ def test_a_missing_postgres_database_is_said_as_before(
     parsed = make_url(POSTGRES_URL)
     url = parsed.set(password="s3cret", database=f"{parsed.database}_missing")
     config = write_config(CONFIG.format(db=url.render_as_string(hide_password=False)))
-    args = [*argv, "-c", str(config)]
-    quick = (main(args), *capsys.readouterr())
+    _, quick, orm = through_both([*argv, "-c", str(config)], monkeypatch, capsys)
+    assert quick == orm
+    assert "_missing" in quick[2] and "s3cret" not in quick[2]
+
+
+Outcome = tuple[int, str, str]  # exit code, stdout, stderr
+
+
+def through_both(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[list[str], Outcome, Outcome]:
+    """``watcher ARGS`` through the plain path (noting what it did), then with every
+    plain read handed back to SQLAlchemy: (what the plain path did, both outcomes)."""
+    reads: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(plain, "read", counted(reads))
+        quick = (main(args), *capsys.readouterr())
     with monkeypatch.context() as patch:
         patch.setattr(plain, "read", unsupported)
         orm = (main(args), *capsys.readouterr())
-    assert quick == orm
-    assert "_missing" in quick[2] and "s3cret" not in quick[2]
+    return reads, quick, orm
 
 
 def counted(calls: list[str]) -> typing.Callable[..., object]:
